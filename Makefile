@@ -1,0 +1,48 @@
+# audiolab — the two commands that matter: `make train` and `make test` (each runs `setup` first).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.audiolab-installed
+EXPERIMENT ?= ddsp_transformer
+ARGS ?=
+
+.PHONY: setup train test test-all bench lint data clean
+
+# Idempotent: (re)installs only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+train: setup
+	$(PY) -m audiolab.train experiment=$(EXPERIMENT) $(ARGS)
+
+# Fast suite (what CI runs). WANDB_MODE=disabled: tests never create W&B runs.
+test: setup
+	WANDB_MODE=disabled $(PY) -m pytest -m "not slow" -q $(ARGS)
+
+test-all: setup
+	WANDB_MODE=disabled $(PY) -m pytest -q $(ARGS)
+
+bench: setup
+	$(PY) -m audiolab.bench ddsp $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests
+
+# Debian packages for real-data checks (needs root or sudo), then re-render the embedded demo to check it.
+data: setup
+	@if command -v apt-get >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    fluidsynth fluid-soundfont-gm; \
+	else echo "apt-get not found: install fluidsynth and FluidR3_GM.sf2 yourself"; fi
+	$(PY) -m audiolab.prepare ddsp input_dir=embedded
+
+clean:
+	rm -rf logs outputs multirun wandb .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

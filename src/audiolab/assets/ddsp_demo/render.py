@@ -1,0 +1,306 @@
+"""Compose and render the embedded DDSP demo data (monophonic violin and flute).
+
+The melodies are composed here (seeded, deterministic), written as standard MIDI files with ``mido`` and
+rendered with the ``fluidsynth`` command-line synthesiser and the MIT-licensed FluidR3_GM soundfont
+(Debian package ``fluid-soundfont-gm``). The rendered audio is stored as mono 16 kHz 16-bit FLAC.
+
+Layout written under ``--out`` (default: the folder of this file)::
+
+    midi/violin_00.mid ...        # the composed melodies
+    audio/violin/violin_00.flac   # default DDSP training data (violin only)
+    audio/flute/flute_00.flac     # a second timbre (held-out / transfer demos)
+    manifest.json                 # file, instrument, GM program, seconds, MIDI notes
+
+Re-render (needs ``fluidsynth`` and ``/usr/share/sounds/sf2/FluidR3_GM.sf2``)::
+
+    python -m audiolab.assets.ddsp_demo.render            # write everything
+    python -m audiolab.assets.ddsp_demo.render --verify   # + pitch check of rendered f0 against the MIDI notes
+
+Rendering is deterministic: a rerun with the same fluidsynth/soundfont gives identical audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+TICKS_PER_BEAT = 480
+TEMPO_US = 500_000  # 120 bpm: one beat = 0.5 s
+# Fixed make-up gain (+12 dB) applied to every render: fluidsynth at -g 0.8 peaks around 0.1-0.2 for a single
+# voice. One constant for all files keeps the relative dynamics between files intact.
+MAKEUP_GAIN = 4.0
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Note:
+    """One MIDI note. ``start``/``end`` in seconds, ``pitch`` MIDI number, ``velocity`` 1..127."""
+
+    pitch: int
+    start: float
+    end: float
+    velocity: int
+
+
+@dataclass(frozen=True)
+class InstrumentSpec:
+    """Composition settings of one instrument (pitches are MIDI numbers)."""
+
+    name: str
+    program: int  # General MIDI program, 0-based (violin 40, flute 73)
+    low: int  # absolute lowest pitch
+    high: int  # absolute highest pitch
+    core_low: int  # most phrases stay within [core_low, core_high]
+    core_high: int
+    scale_root: int  # pitch class of the tonic (0 = C)
+
+
+VIOLIN = InstrumentSpec("violin", 40, low=55, high=88, core_low=57, core_high=81, scale_root=2)  # G3-E6, A3-A5
+FLUTE = InstrumentSpec("flute", 73, low=60, high=84, core_low=62, core_high=81, scale_root=7)  # C4-C6
+
+# (instrument, target seconds of each file); seeds derive from the index, so the set is reproducible.
+PLAN: list[tuple[InstrumentSpec, float]] = [
+    (VIOLIN, s) for s in (9.0, 12.0, 8.5, 14.0, 10.0, 11.5, 8.0, 13.0, 9.5, 10.5)
+] + [(FLUTE, s) for s in (10.0, 9.0, 11.0)]
+
+DURATIONS = np.array([0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.25, 1.5])
+DURATION_WEIGHTS = np.array([4, 5, 6, 6, 7, 7, 5, 4, 3, 2, 1], dtype=float)
+MAJOR = (0, 2, 4, 5, 7, 9, 11)
+MINOR = (0, 2, 3, 5, 7, 8, 10)
+
+
+def _scale_pitches(root: int, mode: tuple[int, ...], low: int, high: int) -> np.ndarray:
+    """All pitches of the scale (``root`` pitch class, ``mode`` intervals) within [low, high]."""
+    return np.array([p for p in range(low, high + 1) if (p - root) % 12 in mode])
+
+
+def compose(spec: InstrumentSpec, seconds: float, seed: int) -> list[Note]:
+    """Compose a monophonic legato melody of about ``seconds`` seconds.
+
+    Phrases of 3-9 notes; notes inside a phrase are legato (each ends where the next starts), with
+    durations 0.15-1.5 s; phrases are separated by 0.15-0.6 s rests. Pitch is a random walk on a major or
+    minor scale (mostly steps, some leaps), kept in the instrument's core range with occasional excursions
+    to its extremes. Velocity varies per phrase and per note.
+    """
+    rng = np.random.default_rng(seed)
+    mode = MAJOR if rng.random() < 0.6 else MINOR
+    root = (spec.scale_root + int(rng.choice([0, 5, 7]))) % 12
+    notes: list[Note] = []
+    t = 0.05
+    probs = DURATION_WEIGHTS / DURATION_WEIGHTS.sum()
+    while t < seconds - 0.5:
+        # Occasional phrase in the extreme registers, else the core range.
+        r = rng.random()
+        if r < 0.12:
+            lo, hi = spec.core_high - 5, spec.high
+        elif r < 0.2:
+            lo, hi = spec.low, spec.core_low + 7
+        else:
+            lo, hi = spec.core_low, spec.core_high
+        scale = _scale_pitches(root, mode, lo, hi)
+        idx = int(rng.integers(len(scale) // 4, 3 * len(scale) // 4 + 1))
+        phrase_vel = int(rng.integers(50, 111))
+        n_notes = int(rng.integers(3, 10))
+        for k in range(n_notes):
+            dur = float(rng.choice(DURATIONS, p=probs))
+            if k == n_notes - 1:
+                dur = max(dur, float(rng.choice([0.6, 0.75, 1.0, 1.25, 1.5])))
+            dur = min(dur, max(seconds - t, 0.15))
+            vel = int(np.clip(phrase_vel + rng.integers(-12, 13), 30, 127))
+            notes.append(Note(int(scale[idx]), round(t, 4), round(t + dur, 4), vel))
+            t += dur
+            step = int(rng.choice([-4, -3, -2, -1, 1, 2, 3, 4, 0], p=[0.03, 0.07, 0.15, 0.25, 0.25, 0.15, 0.05, 0.03, 0.02]))
+            idx = int(np.clip(idx + step, 0, len(scale) - 1))
+            if t >= seconds:
+                break
+        t += float(rng.uniform(0.15, 0.6))  # rest between phrases
+    return notes
+
+
+def _expression_curve(rng: np.random.Generator, n: int) -> np.ndarray:
+    """CC11 values (0..127) for ``n`` control points across one note: swell, fade, arch or flat."""
+    x = np.linspace(0.0, 1.0, n)
+    kind = rng.choice(["cresc", "dim", "arch", "flat"], p=[0.3, 0.25, 0.3, 0.15])
+    lo, hi = float(rng.uniform(55, 85)), float(rng.uniform(100, 127))
+    if kind == "cresc":
+        y = lo + (hi - lo) * x
+    elif kind == "dim":
+        y = hi - (hi - lo) * x
+    elif kind == "arch":
+        y = lo + (hi - lo) * np.sin(np.pi * x)
+    else:
+        y = np.full(n, (lo + hi) / 2)
+    return np.clip(np.round(y), 0, 127).astype(int)
+
+
+def write_midi(notes: list[Note], program: int, path: Path, seed: int) -> None:
+    """Write ``notes`` as a one-track MIDI file on channel 0 with ``program`` and CC11 expression swells.
+
+    Notes of at least 0.3 s get a CC11 curve (every ~30 ms); shorter notes inherit the previous value.
+    """
+    import mido
+
+    rng = np.random.default_rng(seed + 10_000)
+    events: list[tuple[float, int, mido.Message]] = []  # (seconds, order, message); note_off before note_on
+    for n in notes:
+        if n.end - n.start >= 0.3:
+            k = max(int((n.end - n.start) / 0.03), 2)
+            for i, v in enumerate(_expression_curve(rng, k)):
+                events.append((n.start + i * (n.end - n.start) / k, 1, mido.Message("control_change", control=11, value=int(v))))
+        events.append((n.start, 2, mido.Message("note_on", note=n.pitch, velocity=n.velocity)))
+        events.append((n.end, 0, mido.Message("note_off", note=n.pitch, velocity=0)))
+    events.sort(key=lambda e: (e[0], e[1]))
+
+    mid = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=TEMPO_US, time=0))
+    track.append(mido.Message("program_change", program=program, time=0))
+    track.append(mido.Message("control_change", control=7, value=100, time=0))
+    track.append(mido.Message("control_change", control=11, value=100, time=0))
+    last_tick = 0
+    for sec, _, msg in events:
+        tick = int(round(mido.second2tick(sec, TICKS_PER_BEAT, TEMPO_US)))
+        track.append(msg.copy(time=tick - last_tick))
+        last_tick = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mid.save(str(path))
+
+
+def render_wav(midi_path: Path, wav_path: Path, soundfont: Path = DEFAULT_SOUNDFONT, sample_rate: int = SAMPLE_RATE) -> None:
+    """Render ``midi_path`` to ``wav_path`` with the fluidsynth CLI (no reverb/chorus, gain 0.8).
+
+    Raises FileNotFoundError if the soundfont or the fluidsynth binary is missing (fluidsynth would silently
+    fall back to another soundfont otherwise).
+    """
+    if not Path(soundfont).is_file():
+        raise FileNotFoundError(f"soundfont not found: {soundfont} (apt-get install fluid-soundfont-gm)")
+    exe = shutil.which("fluidsynth")
+    if exe is None:
+        raise FileNotFoundError("fluidsynth binary not found (apt-get install fluidsynth)")
+    cmd = [exe, "-ni", "-q", "-g", "0.8", "-r", str(sample_rate), "-o", "synth.reverb.active=0",
+           "-o", "synth.chorus.active=0", "-F", str(wav_path), str(soundfont), str(midi_path)]
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def to_mono_trimmed(wav_path: Path, sample_rate: int = SAMPLE_RATE, threshold_db: float = -60.0,
+                    tail_seconds: float = 0.1, gain: float = MAKEUP_GAIN) -> np.ndarray:
+    """Load the rendered WAV, downmix to mono float32 [T], apply ``gain`` and cut the trailing silence.
+
+    Everything after the last sample above ``threshold_db`` dBFS (after the gain) plus ``tail_seconds`` is
+    removed. Audio is scaled down further only if it would clip (peak > 0.99).
+    """
+    import soundfile as sf
+
+    audio, sr = sf.read(str(wav_path), dtype="float32", always_2d=True)
+    if sr != sample_rate:
+        raise RuntimeError(f"{wav_path}: fluidsynth wrote {sr} Hz, expected {sample_rate}")
+    mono = audio.mean(axis=1) * gain
+    loud = np.flatnonzero(np.abs(mono) > 10 ** (threshold_db / 20))
+    end = len(mono) if len(loud) == 0 else min(len(mono), int(loud[-1]) + int(tail_seconds * sample_rate))
+    mono = mono[:end]
+    peak = float(np.abs(mono).max()) if len(mono) else 0.0
+    if peak > 0.99:
+        mono = mono * (0.99 / peak)
+    return mono.astype(np.float32)
+
+
+def render_all(out: Path = HERE, soundfont: Path = DEFAULT_SOUNDFONT) -> dict:
+    """Compose, write MIDI, render and encode every file of :data:`PLAN`; write ``manifest.json``."""
+    import soundfile as sf
+
+    entries = []
+    counters: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (spec, seconds) in enumerate(PLAN):
+            k = counters.get(spec.name, 0)
+            counters[spec.name] = k + 1
+            stem = f"{spec.name}_{k:02d}"
+            seed = 1000 + i
+            notes = compose(spec, seconds, seed)
+            midi_path = out / "midi" / f"{stem}.mid"
+            write_midi(notes, spec.program, midi_path, seed)
+            wav = Path(tmp) / f"{stem}.wav"
+            render_wav(midi_path, wav, soundfont)
+            mono = to_mono_trimmed(wav)
+            flac = out / "audio" / spec.name / f"{stem}.flac"
+            flac.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(str(flac), mono, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+            entries.append({
+                "file": flac.relative_to(out).as_posix(),
+                "midi": midi_path.relative_to(out).as_posix(),
+                "instrument": spec.name,
+                "gm_program": spec.program,
+                "sample_rate": SAMPLE_RATE,
+                "seconds": round(len(mono) / SAMPLE_RATE, 3),
+                "seed": seed,
+                "notes": [asdict(n) for n in notes],
+            })
+            print(f"{flac.relative_to(out)}: {len(mono) / SAMPLE_RATE:.2f} s, {len(notes)} notes")
+    manifest = {
+        "soundfont": "FluidR3_GM.sf2 (Frank Wen, MIT licence; Debian fluid-soundfont-gm)",
+        "render": "fluidsynth -ni -q -g 0.8 -r 16000 -o synth.reverb.active=0 -o synth.chorus.active=0 -F out.wav FluidR3_GM.sf2 in.mid",
+        "files": entries,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def verify_pitch(out: Path = HERE, notes_per_file: int = 6, max_files: int | None = None) -> dict[str, float]:
+    """Check that the rendered f0 follows the MIDI notes.
+
+    For up to ``notes_per_file`` notes (>= 0.3 s) per file, runs ``librosa.pyin`` on the middle of the note
+    and measures the median deviation from the MIDI pitch in cents. Returns summary statistics
+    (``median_abs_cents``, ``max_abs_cents``, ``n_notes``) and prints them.
+    """
+    import librosa
+    import soundfile as sf
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    devs = []
+    for entry in manifest["files"][:max_files]:
+        audio, sr = sf.read(str(out / entry["file"]), dtype="float32")
+        long_notes = [n for n in entry["notes"] if n["end"] - n["start"] >= 0.3][:notes_per_file]
+        for n in long_notes:
+            a, b = int((n["start"] + 0.08) * sr), int((n["end"] - 0.05) * sr)
+            seg = audio[a:b]
+            f_ref = librosa.midi_to_hz(n["pitch"])
+            f0, voiced, _ = librosa.pyin(seg, fmin=f_ref / 1.5, fmax=f_ref * 1.5, sr=sr, frame_length=1024, hop_length=128)
+            f0 = f0[voiced & np.isfinite(f0)]
+            if len(f0) == 0:
+                devs.append(float("inf"))
+                continue
+            devs.append(float(np.median(1200 * np.log2(f0 / f_ref))))
+    d = np.abs(np.array(devs))
+    stats = {"median_abs_cents": float(np.median(d)), "max_abs_cents": float(d.max()), "n_notes": int(len(d)),
+             "within_50_cents": float(np.mean(d < 50))}
+    print(json.dumps(stats))
+    return stats
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: ``python -m audiolab.assets.ddsp_demo.render [--out DIR] [--soundfont SF2] [--verify]``."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=HERE)
+    p.add_argument("--soundfont", type=Path, default=DEFAULT_SOUNDFONT)
+    p.add_argument("--verify", action="store_true", help="pitch-check the renders against the MIDI notes")
+    p.add_argument("--verify-only", action="store_true", help="only run the pitch check")
+    args = p.parse_args(argv)
+    if not args.verify_only:
+        render_all(args.out, args.soundfont)
+    if args.verify or args.verify_only:
+        verify_pitch(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,692 @@
+"""DDSP data: feature preparation (f0, confidence, loudness), windowed dataset and Lightning datamodule.
+
+Follows magenta/ddsp's data preparation (``ddsp_prepare_tfrecord``): 16 kHz mono audio, 250 Hz frames
+(hop 64 samples), CREPE f0 with Viterbi decoding, A-weighted loudness (n_fft 512, 80 dB range), 4 s examples
+cut every ``hop_seconds`` (1 s) for training. Differences: features are cached per *source file* (npz) and the
+examples are cut on the fly, so ``example_seconds``/``hop_seconds`` can change without recomputing CREPE; the
+split into train/val/test is by source file (no leakage of overlapping windows across splits); the tail of a
+source is covered by one end-aligned window instead of zero padding.
+
+Frame convention: frame ``k`` of every feature is centred on sample ``k * hop`` and an example of ``T`` samples
+has ``F = T // hop`` frames (the extra centre-padded loudness frame is dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+
+from audiolab.audio.features import a_weighted_loudness
+from audiolab.audio.io import AudioLoadError, audio_files, load_audio
+from audiolab.audio.pitch import estimate_f0
+from audiolab.data.cache import atomic_save_npz, atomic_write_json, content_hash
+
+__all__ = [
+    "EMBEDDED",
+    "FEATURE_VERSION",
+    "embedded_root",
+    "resolve_root",
+    "prepare_ddsp",
+    "DDSPDataset",
+    "DDSPDataModule",
+    "prepare_main",
+]
+
+#: Special ``root`` value selecting the embedded violin demo data.
+EMBEDDED = "embedded"
+#: Bumped whenever the cached feature format or computation changes (part of the cache key).
+FEATURE_VERSION = 1
+#: Loudness analysis settings (DDSP v2 ``compute_loudness`` defaults used by its data prep).
+LOUDNESS_N_FFT = 512
+LOUDNESS_RANGE_DB = 80.0
+LOUDNESS_REF_DB = 0.0
+#: Sources shorter than this (seconds) are never padded into an example.
+MIN_SOURCE_SECONDS = 1.0
+_CREPE_MODELS = ("full", "tiny")
+_ON_BAD_FILE = ("error", "skip")
+
+
+def embedded_root() -> Path:
+    """Folder of the embedded violin demo audio (``audiolab/assets/ddsp_demo/audio/violin``)."""
+    return Path(__file__).resolve().parent.parent / "assets" / "ddsp_demo" / "audio" / "violin"
+
+
+def embedded_pitch_dir() -> Path:
+    """Precomputed CREPE sidecars for the embedded demo (``assets/ddsp_demo/f0/<model>/<source>.npz``)."""
+    return embedded_root().parent.parent / "f0"
+
+
+def resolve_root(root: str | os.PathLike) -> Path:
+    """Map ``"embedded"`` to :func:`embedded_root`; other values are taken as paths (``~`` expanded)."""
+    if str(root) == EMBEDDED:
+        return embedded_root()
+    return Path(root).expanduser()
+
+
+def _source_id(rel: str) -> str:
+    """Source name of a file from its path relative to the input folder: the path without extension."""
+    return str(Path(rel).with_suffix("")).replace(os.sep, "/")
+
+
+def _npz_name(source: str) -> str:
+    """File name of the cached features of ``source`` (subfolders flattened with ``__``)."""
+    return source.replace("/", "__") + ".npz"
+
+
+def _feature_params(sample_rate: int, frame_rate: int, crepe_model: str) -> dict[str, Any]:
+    """Everything that changes the cached features (the cache key's parameter part)."""
+    return {
+        "family": "ddsp",
+        "version": FEATURE_VERSION,
+        "sample_rate": int(sample_rate),
+        "frame_rate": int(frame_rate),
+        "hop_length": int(sample_rate) // int(frame_rate),
+        "crepe_model": crepe_model,
+        "viterbi": True,
+        "loudness_n_fft": LOUDNESS_N_FFT,
+        "loudness_range_db": LOUDNESS_RANGE_DB,
+        "loudness_ref_db": LOUDNESS_REF_DB,
+    }
+
+
+def _check_rates(sample_rate: int, frame_rate: int) -> None:
+    if int(sample_rate) <= 0:
+        raise ValueError(f"sample_rate must be a positive integer (Hz), got {sample_rate}")
+    if int(frame_rate) <= 0 or int(sample_rate) % int(frame_rate) != 0:
+        raise ValueError(
+            f"frame_rate ({frame_rate}) must divide sample_rate ({sample_rate}) so that the hop is a whole "
+            "number of samples"
+        )
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def compute_features(
+    audio: torch.Tensor,
+    sample_rate: int,
+    frame_rate: int,
+    *,
+    crepe_model: str = "full",
+    device: str | None = None,
+    pitch_sidecar: Path | None = None,
+) -> dict[str, np.ndarray]:
+    """DDSP features of one mono signal.
+
+    ``pitch_sidecar``: optional npz with precomputed CREPE ``f0_hz``/``confidence`` (see
+    :func:`write_pitch_sidecar`); used only if its audio checksum and parameters match, else CREPE runs.
+
+    Args:
+        audio: float32 ``[T]`` samples at ``sample_rate`` Hz.
+        sample_rate: Hz. frame_rate: feature frames per second (must divide ``sample_rate``).
+        crepe_model: ``"full"`` or ``"tiny"``. device: where CREPE runs (default: CUDA if available).
+
+    Returns:
+        ``audio`` float32 ``[F * hop]`` (trimmed), ``f0_hz`` float32 ``[F]`` (Hz, CREPE Viterbi),
+        ``confidence`` float32 ``[F]`` (CREPE periodicity in [0, 1]), ``loudness_db`` float32 ``[F]``
+        (A-weighted dB, floor ``-80``), with ``hop = sample_rate // frame_rate`` and ``F = T // hop``.
+    """
+    hop = sample_rate // frame_rate
+    n_frames = audio.shape[-1] // hop
+    cached = _read_pitch_sidecar(pitch_sidecar, audio, sample_rate, frame_rate, crepe_model) if pitch_sidecar else None
+    if cached is not None:
+        f0, conf = cached
+    else:
+        f0, conf = estimate_f0(audio, sample_rate, hop, model=crepe_model, viterbi=True, device=device or _default_device())
+    ld = a_weighted_loudness(
+        audio, sample_rate=sample_rate, frame_rate=frame_rate, n_fft=LOUDNESS_N_FFT, range_db=LOUDNESS_RANGE_DB,
+        ref_db=LOUDNESS_REF_DB, center=True,
+    )
+    if ld.dim() == 2:
+        ld = ld[0]
+    return {
+        "audio": audio[: n_frames * hop].detach().cpu().numpy().astype(np.float32),
+        "f0_hz": f0[:n_frames].detach().cpu().numpy().astype(np.float32),
+        "confidence": conf[:n_frames].detach().cpu().numpy().astype(np.float32),
+        "loudness_db": ld[:n_frames].detach().cpu().numpy().astype(np.float32),
+    }
+
+
+def _audio_sha1(audio: torch.Tensor) -> str:
+    import hashlib
+
+    return hashlib.sha1(audio.detach().cpu().float().numpy().tobytes()).hexdigest()
+
+
+def pitch_sidecar_path(pitch_dir: Path, source: str, crepe_model: str) -> Path:
+    return Path(pitch_dir) / crepe_model / _npz_name(source)
+
+
+def write_pitch_sidecar(path: Path, audio: torch.Tensor, sample_rate: int, frame_rate: int, crepe_model: str,
+                        device: str | None = None) -> None:
+    """Precompute CREPE for one signal (e.g. on a GPU) so CPU-only machines skip the slow pitch tracker.
+
+    The embedded demo ships these (``assets/ddsp_demo/f0/<model>/``): CREPE full on 109 s of audio takes many
+    minutes on 2 CPU cores. The audio checksum guards against a sidecar that no longer matches its audio.
+    """
+    hop = sample_rate // frame_rate
+    f0, conf = estimate_f0(audio, sample_rate, hop, model=crepe_model, viterbi=True, device=device or _default_device())
+    atomic_save_npz(path, f0_hz=f0.cpu().numpy().astype(np.float32), confidence=conf.cpu().numpy().astype(np.float32),
+                    audio_sha1=np.array(_audio_sha1(audio)), sample_rate=np.array(sample_rate),
+                    frame_rate=np.array(frame_rate), crepe_model=np.array(crepe_model))
+
+
+def _read_pitch_sidecar(path: Path, audio: torch.Tensor, sample_rate: int, frame_rate: int, crepe_model: str):
+    if not Path(path).is_file():
+        return None
+    with np.load(path) as z:
+        ok = (str(z["audio_sha1"]) == _audio_sha1(audio) and int(z["sample_rate"]) == sample_rate
+              and int(z["frame_rate"]) == frame_rate and str(z["crepe_model"]) == crepe_model)
+        if not ok:
+            warnings.warn(f"pitch sidecar {path} does not match its audio/parameters; running CREPE", stacklevel=2)
+            return None
+        return torch.from_numpy(z["f0_hz"].copy()), torch.from_numpy(z["confidence"].copy())
+
+
+def _cache_path(files: list[Path], root: Path, cache_dir: Path, params: dict[str, Any]) -> Path:
+    return cache_dir / content_hash(files, params, root=root)
+
+
+def prepare_ddsp(
+    input_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    *,
+    sample_rate: int = 16000,
+    frame_rate: int = 250,
+    crepe_model: str = "full",
+    on_bad_file: str = "error",
+    device: str | None = None,
+    progress: bool = True,
+    pitch_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Compute (or reuse) the DDSP features of every audio file under ``input_dir``.
+
+    For each file (sorted, recursive): ``load_audio`` (mono, resampled to ``sample_rate``) -> CREPE f0 and
+    confidence (Viterbi, hop ``sample_rate // frame_rate``) -> A-weighted loudness; everything trimmed to
+    ``F = T // hop`` frames and ``F * hop`` samples and saved as ``<cache>/features/<source>.npz`` with keys
+    ``audio`` [F*hop] float32, ``f0_hz`` [F], ``confidence`` [F], ``loudness_db`` [F].
+
+    The cache folder is ``cache_dir/<content_hash(files, params)>``; ``manifest.json`` (sources, params,
+    skipped files) is written last and atomically, so a folder with a manifest is complete and is reused
+    as is ("using cache ..."). An interrupted run resumes: existing npz files (always complete, written
+    atomically) are kept.
+
+    Args:
+        input_dir: folder (searched recursively) or single audio file; ``"embedded"`` = demo violin.
+        cache_dir: parent folder of the cache folders.
+        sample_rate: Hz; frame_rate: frames per second (must divide ``sample_rate``).
+        crepe_model: ``"full"`` (DDSP) or ``"tiny"`` (fast tests).
+        on_bad_file: ``"error"`` raises the :class:`AudioLoadError` naming the file (also when a cached
+            manifest lists skipped files); ``"skip"`` warns and records the file and reason in
+            ``manifest["skipped"]``.
+        device: CREPE device (default CUDA if available, else CPU). Not part of the cache key.
+        progress: tqdm bar over files.
+
+    Returns:
+        The cache folder (contains ``manifest.json`` and ``features/``).
+
+    Raises:
+        ValueError: bad parameters (message names the key), or every file is bad (names ``input_dir``).
+        FileNotFoundError: ``input_dir`` does not exist.
+        AudioLoadError: a bad file with ``on_bad_file="error"``.
+    """
+    _check_rates(sample_rate, frame_rate)
+    if crepe_model not in _CREPE_MODELS:
+        raise ValueError(f"crepe_model must be one of {_CREPE_MODELS}, got {crepe_model!r}")
+    if on_bad_file not in _ON_BAD_FILE:
+        raise ValueError(f"on_bad_file must be one of {_ON_BAD_FILE}, got {on_bad_file!r}")
+    root = resolve_root(input_dir)
+    if pitch_dir is None and str(input_dir) == EMBEDDED:
+        pitch_dir = embedded_pitch_dir()
+    files = audio_files(root)
+    base = root if root.is_dir() else root.parent
+    params = _feature_params(sample_rate, frame_rate, crepe_model)
+    out = _cache_path(files, base, Path(cache_dir).expanduser(), params)
+    manifest_path = out / "manifest.json"
+
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        if on_bad_file == "error" and manifest.get("skipped"):
+            bad = manifest["skipped"][0]
+            raise AudioLoadError(
+                f"{bad['path']}: {bad['reason']} (cached preparation skipped it; pass on_bad_file='skip' to accept)"
+            )
+        print(f"using cache {out} ({len(manifest['sources'])} sources)", flush=True)
+        return out
+
+    from tqdm.auto import tqdm
+
+    feat_dir = out / "features"
+    feat_dir.mkdir(parents=True, exist_ok=True)
+    sources: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    hop = sample_rate // frame_rate
+    for path in tqdm(files, desc="prepare ddsp", unit="file", disable=not progress, dynamic_ncols=True):
+        rel = path.resolve().relative_to(base.resolve()).as_posix() if root.is_dir() else path.name
+        source = _source_id(rel)
+        npz = feat_dir / _npz_name(source)
+        if npz.is_file():  # complete (atomic write) from an interrupted earlier run
+            with np.load(npz) as z:
+                n_frames = int(z["f0_hz"].shape[0])
+                mean_conf = float(z["confidence"].mean()) if n_frames else 0.0
+        else:
+            try:
+                audio = load_audio(path, sample_rate)
+                if audio.shape[0] // hop == 0:
+                    raise AudioLoadError(f"audio file {str(path)!r} is shorter than one frame ({hop} samples)")
+            except AudioLoadError as exc:
+                if on_bad_file == "error":
+                    raise
+                warnings.warn(f"skipping bad audio file {path}: {exc}", stacklevel=2)
+                skipped.append({"file": rel, "path": str(path), "reason": str(exc)})
+                continue
+            sidecar = pitch_sidecar_path(pitch_dir, source, crepe_model) if pitch_dir else None
+            feats = compute_features(audio, sample_rate, frame_rate, crepe_model=crepe_model, device=device,
+                                     pitch_sidecar=sidecar)
+            atomic_save_npz(npz, **feats)
+            n_frames = int(feats["f0_hz"].shape[0])
+            mean_conf = float(feats["confidence"].mean())
+        sources.append({
+            "source": source,
+            "file": rel,
+            "path": str(path),
+            "npz": f"features/{npz.name}",
+            "n_samples": n_frames * hop,
+            "n_frames": n_frames,
+            "seconds": round(n_frames * hop / sample_rate, 4),
+            "mean_confidence": round(mean_conf, 4),
+        })
+
+    if not sources:
+        raise ValueError(
+            f"no usable audio in input_dir {str(root)!r}: all {len(files)} files were bad "
+            f"(first: {skipped[0]['path']}: {skipped[0]['reason']})"
+        )
+    manifest = {
+        "family": "ddsp",
+        "input_dir": str(root),
+        "params": params,
+        "n_sources": len(sources),
+        "total_seconds": round(sum(s["seconds"] for s in sources), 3),
+        "sources": sources,
+        "skipped": skipped,
+    }
+    atomic_write_json(manifest_path, manifest)  # last: marks the cache complete
+    print(f"prepared {len(sources)} sources ({manifest['total_seconds']:.1f} s) -> {out}", flush=True)
+    return out
+
+
+def _window_starts(n_total: int, n_window: int, step: int, cover_tail: bool) -> list[int]:
+    """Sample offsets of windows of ``n_window`` every ``step`` within ``n_total`` samples.
+
+    With ``cover_tail`` an extra end-aligned window is added when the regular grid misses the tail.
+    """
+    if n_total < n_window:
+        return []
+    starts = list(range(0, n_total - n_window + 1, step))
+    if cover_tail and starts[-1] + n_window < n_total:
+        starts.append(n_total - n_window)
+    return starts
+
+
+class DDSPDataset(Dataset):
+    """Fixed-length examples cut from cached DDSP sources.
+
+    Each item is a dict: ``audio`` float32 ``[T]``, ``f0_hz`` ``[F]`` (Hz), ``f0_confidence`` ``[F]`` (0..1),
+    ``loudness_db`` ``[F]`` (dB), ``source`` (source name = file path without extension, relative to the
+    input folder), ``offset`` (int, samples into the source), with ``T = round(example_seconds * sample_rate)``
+    and ``F = T // hop``.
+
+    ``overlap=True`` (training): windows every ``hop_seconds`` like magenta's data prep, plus one end-aligned
+    window covering the tail. ``overlap=False`` (val/test): non-overlapping windows; a remainder shorter than
+    one example is dropped. A source shorter than one example but at least 1 s long gives one example padded at
+    the end (audio 0, loudness ``-range_db``, f0 its last value, confidence 0); shorter sources are skipped
+    with a warning.
+    """
+
+    def __init__(
+        self,
+        cache_path: str | os.PathLike,
+        sources: Sequence[str] | None = None,
+        *,
+        example_seconds: float = 4.0,
+        hop_seconds: float = 1.0,
+        overlap: bool = True,
+    ) -> None:
+        self.cache_path = Path(cache_path)
+        manifest = json.loads((self.cache_path / "manifest.json").read_text())
+        p = manifest["params"]
+        self.sample_rate = int(p["sample_rate"])
+        self.hop_length = int(p["hop_length"])
+        self.range_db = float(p["loudness_range_db"])
+        self.n_samples = int(round(example_seconds * self.sample_rate))
+        self.n_frames = self.n_samples // self.hop_length
+        step = int(round(hop_seconds * self.sample_rate)) if overlap else self.n_samples
+        if self.n_samples <= 0 or self.n_samples % self.hop_length:
+            raise ValueError(f"example_seconds={example_seconds} must be a positive multiple of the hop "
+                             f"({self.hop_length} samples at {self.sample_rate} Hz)")
+        if step <= 0 or step % self.hop_length:
+            raise ValueError(f"hop_seconds={hop_seconds} must be a positive multiple of the hop "
+                             f"({self.hop_length} samples at {self.sample_rate} Hz)")
+        by_name = {s["source"]: s for s in manifest["sources"]}
+        names = sorted(by_name) if sources is None else list(sources)
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise KeyError(f"sources not in cache {self.cache_path}: {unknown}")
+
+        self.sources: dict[str, dict[str, torch.Tensor]] = {}
+        self.index: list[tuple[str, int]] = []
+        for name in names:
+            entry = by_name[name]
+            with np.load(self.cache_path / entry["npz"]) as z:
+                feats = {k: torch.from_numpy(np.array(z[k], dtype=np.float32)) for k in z.files}
+            n = feats["audio"].shape[0]
+            if n < self.n_samples:
+                if n < MIN_SOURCE_SECONDS * self.sample_rate:
+                    warnings.warn(
+                        f"DDSPDataset: skipping source {name!r} ({n / self.sample_rate:.2f} s < "
+                        f"{MIN_SOURCE_SECONDS} s)", stacklevel=2,
+                    )
+                    continue
+                feats = self._pad(feats)
+                n = self.n_samples
+            self.sources[name] = feats
+            self.index.extend((name, s) for s in _window_starts(n, self.n_samples, step, cover_tail=overlap))
+
+    def _pad(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Pad a short source to one example: audio 0, loudness -range_db, f0 edge value, confidence 0."""
+        n_f = feats["f0_hz"].shape[0]
+        pad_f = self.n_frames - n_f
+        edge = feats["f0_hz"][-1:] if n_f else torch.zeros(1)
+        return {
+            "audio": torch.nn.functional.pad(feats["audio"], (0, self.n_samples - feats["audio"].shape[0])),
+            "f0_hz": torch.cat([feats["f0_hz"], edge.expand(pad_f)]),
+            "confidence": torch.nn.functional.pad(feats["confidence"], (0, pad_f)),
+            "loudness_db": torch.nn.functional.pad(feats["loudness_db"], (0, pad_f), value=-self.range_db),
+        }
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        name, start = self.index[i]
+        f = self.sources[name]
+        k = start // self.hop_length
+        return {
+            "audio": f["audio"][start : start + self.n_samples].clone(),
+            "f0_hz": f["f0_hz"][k : k + self.n_frames].clone(),
+            "f0_confidence": f["confidence"][k : k + self.n_frames].clone(),
+            "loudness_db": f["loudness_db"][k : k + self.n_frames].clone(),
+            "source": name,
+            "offset": int(start),
+        }
+
+
+def split_sources(
+    names: Sequence[str], val_fraction: float, test_fraction: float, seed: int, *, allow_single: bool = False
+) -> dict[str, list[str]]:
+    """Deterministic split of source names into ``train``/``val``/``test``.
+
+    Seeded permutation of the sorted names; ``n_val = max(1, round(n * val_fraction))`` and likewise for test
+    when ``n >= 3`` (train keeps at least one source). With 2 sources: 1 train, 1 val, test = val (warning).
+    With 1 source: error unless ``allow_single`` (then train = val = test).
+    """
+    names = sorted(names)
+    n = len(names)
+    if n == 0:
+        raise ValueError("no sources to split")
+    if n == 1:
+        if not allow_single:
+            raise ValueError(
+                f"only 1 source file ({names[0]!r}): need >= 2 for a train/val split by file "
+                "(or use overfit_batches > 0)"
+            )
+        return {"train": names, "val": names, "test": names}
+    order = np.random.default_rng(seed).permutation(n)
+    shuffled = [names[i] for i in order]
+    if n == 2:
+        warnings.warn("only 2 source files: 1 train, 1 val, and test reuses the val file", stacklevel=2)
+        return {"train": shuffled[:1], "val": shuffled[1:], "test": shuffled[1:]}
+    n_val = max(1, int(math.floor(n * val_fraction + 0.5)))
+    n_test = max(1, int(math.floor(n * test_fraction + 0.5)))
+    while n - n_val - n_test < 1:
+        if n_val >= n_test and n_val > 1:
+            n_val -= 1
+        else:
+            n_test -= 1
+    return {
+        "val": sorted(shuffled[:n_val]),
+        "test": sorted(shuffled[n_val : n_val + n_test]),
+        "train": sorted(shuffled[n_val + n_test :]),
+    }
+
+
+class DDSPDataModule(L.LightningDataModule):
+    """Lightning datamodule for DDSP training on a folder of monophonic recordings.
+
+    ``prepare_data`` computes/reuses the feature cache (:func:`prepare_ddsp`); ``setup`` splits the sources
+    by file (:func:`split_sources`) and builds :class:`DDSPDataset` s (train: overlapping windows every
+    ``hop_seconds``; val/test: non-overlapping). ``overfit_batches > 0`` uses the first
+    ``batch_size * overfit_batches`` training examples (unshuffled) for train, val and test.
+
+    Batches are dicts: ``audio`` [B, n_samples], ``f0_hz`` / ``f0_confidence`` / ``loudness_db`` [B, n_frames],
+    ``source`` list[str], ``offset`` [B] (int64 samples).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        cache_dir: str,
+        sample_rate: int = 16000,
+        frame_rate: int = 250,
+        example_seconds: float = 4.0,
+        hop_seconds: float = 1.0,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        crepe_model: str = "full",
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        split_seed: int = 0,
+        overfit_batches: int = 0,
+        on_bad_file: str = "error",
+        device: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        _check_rates(sample_rate, frame_rate)
+        hop = sample_rate // frame_rate
+        for key, sec in (("example_seconds", example_seconds), ("hop_seconds", hop_seconds)):
+            n = sec * sample_rate
+            if sec <= 0 or abs(n - round(n)) > 1e-6 or int(round(n)) % hop:
+                raise ValueError(
+                    f"{key}={sec}: {key} * sample_rate ({n:g} samples) must be a positive multiple of the "
+                    f"hop ({hop} samples = sample_rate // frame_rate)"
+                )
+        if on_bad_file not in _ON_BAD_FILE:
+            raise ValueError(f"on_bad_file must be one of {_ON_BAD_FILE}, got {on_bad_file!r}")
+        if crepe_model not in _CREPE_MODELS:
+            raise ValueError(f"crepe_model must be one of {_CREPE_MODELS}, got {crepe_model!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if overfit_batches < 0:
+            raise ValueError(f"overfit_batches must be >= 0, got {overfit_batches}")
+        for key, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 <= frac < 1.0:
+                raise ValueError(f"{key} must be in [0, 1), got {frac}")
+        if val_fraction + test_fraction >= 1.0:
+            raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+        self.root = root
+        self.cache_dir = cache_dir
+        self.sample_rate = int(sample_rate)
+        self.frame_rate = int(frame_rate)
+        self.example_seconds = float(example_seconds)
+        self.hop_seconds = float(hop_seconds)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.crepe_model = crepe_model
+        self.val_fraction = float(val_fraction)
+        self.test_fraction = float(test_fraction)
+        self.split_seed = int(split_seed)
+        self.overfit_batches = int(overfit_batches)
+        self.on_bad_file = on_bad_file
+        self.device = device
+        self.cache_path: Path | None = None
+        self.splits: dict[str, list[str]] = {}
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    # -- shapes ------------------------------------------------------------------------------------------
+    @property
+    def hop_length(self) -> int:
+        """Samples per feature frame (``sample_rate // frame_rate``)."""
+        return self.sample_rate // self.frame_rate
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per example (``example_seconds * sample_rate``)."""
+        return int(round(self.example_seconds * self.sample_rate))
+
+    @property
+    def n_frames(self) -> int:
+        """Feature frames per example (``n_samples // hop_length``)."""
+        return self.n_samples // self.hop_length
+
+    # -- lightning hooks --------------------------------------------------------------------------------
+    def _prepare(self, progress: bool) -> Path:
+        return prepare_ddsp(
+            self.root, self.cache_dir, sample_rate=self.sample_rate, frame_rate=self.frame_rate,
+            crepe_model=self.crepe_model, on_bad_file=self.on_bad_file, device=self.device, progress=progress,
+        )
+
+    def prepare_data(self) -> None:
+        """Compute or reuse the feature cache (Lightning calls this on local rank 0 only)."""
+        self.cache_path = self._prepare(progress=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Split sources by file and build the datasets (idempotent)."""
+        if self.train_set is not None:
+            return
+        if self.cache_path is None:  # other ranks, or setup() called directly: the cache lookup is cheap
+            self.cache_path = self._prepare(progress=False)
+        manifest = json.loads((self.cache_path / "manifest.json").read_text())
+        names = [s["source"] for s in manifest["sources"]]
+        overfit = self.overfit_batches > 0
+        self.splits = split_sources(names, self.val_fraction, self.test_fraction, self.split_seed,
+                                    allow_single=overfit)
+        kw = {"example_seconds": self.example_seconds, "hop_seconds": self.hop_seconds}
+        train = DDSPDataset(self.cache_path, self.splits["train"], overlap=True, **kw)
+        if len(train) == 0:
+            raise ValueError(
+                f"no training examples of {self.example_seconds} s in {self.splits['train']} "
+                f"(root {self.root!r}); use shorter example_seconds or longer recordings"
+            )
+        if overfit:
+            n = self.batch_size * self.overfit_batches
+            if len(train) < n:
+                warnings.warn(f"overfit_batches: only {len(train)} training examples (< {n} requested)", stacklevel=2)
+            fixed = Subset(train, list(range(min(n, len(train)))))
+            self.train_set = self.val_set = self.test_set = fixed
+            return
+        self.train_set = train
+        self.val_set = DDSPDataset(self.cache_path, self.splits["val"], overlap=False, **kw)
+        self.test_set = DDSPDataset(self.cache_path, self.splits["test"], overlap=False, **kw)
+        for key in ("val", "test"):
+            if len(getattr(self, f"{key}_set")) == 0:
+                warnings.warn(f"DDSPDataModule: the {key} split {self.splits[key]} has no examples", stacklevel=2)
+
+    def _loader(self, ds: Dataset | None, shuffle: bool) -> DataLoader:
+        if ds is None:
+            raise RuntimeError("DDSPDataModule.setup() must run before requesting a dataloader")
+        gen = torch.Generator().manual_seed(self.split_seed) if shuffle else None
+        return DataLoader(
+            ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(), drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=self.overfit_batches == 0)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    def probe_batch(self, n: int = 4) -> dict[str, Any]:
+        """Collated batch of the first ``n`` validation examples (fewer if the split is smaller); fixed order."""
+        if self.val_set is None:
+            self.setup("fit")
+        assert self.val_set is not None
+        k = min(int(n), len(self.val_set))
+        if k == 0:
+            raise ValueError("probe_batch: the validation split has no examples")
+        return default_collate([self.val_set[i] for i in range(k)])
+
+
+# -- CLI -------------------------------------------------------------------------------------------------
+_CLI_TYPES: dict[str, type] = {
+    "input_dir": str,
+    "cache_dir": str,
+    "sample_rate": int,
+    "frame_rate": int,
+    "crepe_model": str,
+    "on_bad_file": str,
+    "device": str,
+    "progress": bool,
+}
+
+
+def default_cache_dir() -> str:
+    """``$AUDIOLAB_ROOT/.cache/audiolab/ddsp`` (cwd if unset): the folder conf/data/ddsp.yaml uses by default."""
+    return os.path.join(os.environ.get("AUDIOLAB_ROOT", "."), ".cache", "audiolab", "ddsp")
+
+
+def _parse_bool(v: str) -> bool:
+    if v.lower() in ("1", "true", "yes", "on"):
+        return True
+    if v.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected a boolean, got {v!r}")
+
+
+def prepare_main(argv: list[str]) -> None:
+    """CLI: ``python -m audiolab.prepare ddsp input_dir=DIR [cache_dir=DIR] [sample_rate=16000] [frame_rate=250]
+    [crepe_model=full|tiny] [on_bad_file=error|skip] [device=cuda] [progress=true]``.
+
+    ``input_dir=embedded`` prepares the embedded violin demo; ``cache_dir`` defaults to :func:`default_cache_dir`
+    (``$AUDIOLAB_ROOT/.cache/audiolab/ddsp``, the training config's default).
+    Prints the cache folder. Raises SystemExit(2) with a message naming the key on a bad argument.
+    """
+    kwargs: dict[str, Any] = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("-").replace("-", "_")
+        if not sep:
+            raise SystemExit(f"prepare ddsp: expected key=value, got {arg!r} (keys: {', '.join(_CLI_TYPES)})")
+        if key not in _CLI_TYPES:
+            raise SystemExit(f"prepare ddsp: unknown key {key!r} (keys: {', '.join(_CLI_TYPES)})")
+        try:
+            typ = _CLI_TYPES[key]
+            kwargs[key] = _parse_bool(value) if typ is bool else (None if value.lower() in ("", "null", "none") and key == "device" else typ(value))
+        except ValueError as exc:
+            raise SystemExit(f"prepare ddsp: bad value for {key}: {exc}") from exc
+    if "input_dir" not in kwargs:
+        raise SystemExit("prepare ddsp: input_dir=... is required (a folder of audio files, or 'embedded')")
+    input_dir = kwargs.pop("input_dir")
+    cache_dir = kwargs.pop("cache_dir", None) or default_cache_dir()
+    out = prepare_ddsp(input_dir, cache_dir, **kwargs)
+    print(out)

@@ -1,0 +1,63 @@
+"""``python -m audiolab.evaluate ckpt_path=…`` — rebuild model and data from the checkpoint's stored config, test,
+write ``metrics.json`` (and, for DDSP, resynthesized audio) into the evaluate run folder."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from audiolab.data.cache import atomic_write_json
+from audiolab.utils.checkpoint import build_module, load_checkpoint, stored_config
+from audiolab.utils.config import CONF_DIR
+
+log = logging.getLogger("audiolab")
+
+
+def evaluate(ckpt_path: str, output_dir: str | Path, *, split: str = "test", write_audio: bool = True, max_audio_examples: int = 8,
+             overrides: list[str] | None = None, accelerator: str = "auto") -> dict[str, Any]:
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    ckpt = load_checkpoint(ckpt_path)
+    cfg = stored_config(ckpt, overrides)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "stored_config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    if cfg.get("seed") is not None:
+        L.seed_everything(int(cfg.seed), workers=True)
+    datamodule = instantiate(cfg.data)
+    module = build_module(cfg, ckpt)
+    if write_audio and hasattr(module, "audio_output_dir"):
+        module.audio_output_dir = output_dir / "audio"
+        module.max_audio_examples = max_audio_examples
+    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+                        precision=cfg.trainer.get("precision", "32-true") if accelerator != "cpu" else "32-true",
+                        default_root_dir=str(output_dir), enable_progress_bar=True)
+    if split == "val":
+        datamodule.test_dataloader = datamodule.val_dataloader  # evaluate on the validation split
+    metrics = trainer.test(module, datamodule=datamodule)
+    result = {
+        "checkpoint": ckpt["_path"],
+        "global_step": ckpt.get("global_step"),
+        "split": split,
+        "metrics": {k: float(v) for k, v in (metrics[0] if metrics else {}).items()},
+        "experiment": cfg.get("task_name"),
+    }
+    atomic_write_json(output_dir / "metrics.json", result)
+    log.info("wrote %s", output_dir / "metrics.json")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg.ckpt_path, cfg.paths.output_dir, split=cfg.split, write_audio=cfg.write_audio,
+             max_audio_examples=cfg.max_audio_examples, overrides=list(cfg.overrides), accelerator=cfg.accelerator)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""DDSP multi-scale spectral loss (``ddsp.losses.SpectralLoss`` with ae.gin's mag=1, logmag=1).
+
+For each FFT size ``N`` (hop ``int(N * (1 - overlap))``, periodic Hann, centre reflect padding):
+
+* ``mag_N    = mean |S - Ŝ|``
+* ``logmag_N = mean |log(max(S, eps)) - log(max(Ŝ, eps))|``
+
+with ``S = |STFT|`` un-normalised (one clamp floor ``eps`` shared by both signals), and the per-scale
+terms are **summed** over scales as in DDSP (``reduction_over_scales="mean"`` divides by the number
+of scales instead). Spectra come from :func:`audiolab.audio.features.stft_magnitude`, the project's
+single STFT definition, and everything runs in fp32 with autocast disabled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from audiolab.audio.features import stft_magnitude
+
+__all__ = ["MultiScaleSpectralLoss", "auraloss_equivalent"]
+
+
+class MultiScaleSpectralLoss(torch.nn.Module):
+    """Multi-scale L1 magnitude + L1 log-magnitude STFT loss (DDSP).
+
+    Args:
+        fft_sizes: FFT (= window) sizes in samples.
+        overlap: frame overlap in [0, 1); hop = ``int(n_fft * (1 - overlap))`` samples (must be >= 1).
+        mag_weight: weight of the linear-magnitude term in ``"loss"``.
+        logmag_weight: weight of the log-magnitude term in ``"loss"``.
+        log_eps: magnitude floor before the log (natural log).
+        reduction_over_scales: ``"sum"`` (DDSP) or ``"mean"`` over the scales.
+    """
+
+    def __init__(
+        self,
+        fft_sizes: Sequence[int] = (2048, 1024, 512, 256, 128, 64),
+        overlap: float = 0.75,
+        mag_weight: float = 1.0,
+        logmag_weight: float = 1.0,
+        log_eps: float = 1e-5,
+        reduction_over_scales: str = "sum",
+    ) -> None:
+        super().__init__()
+        sizes = tuple(int(n) for n in fft_sizes)
+        if len(sizes) == 0:
+            raise ValueError("fft_sizes must contain at least one FFT size, got an empty sequence")
+        if any(n <= 0 for n in sizes):
+            raise ValueError(f"fft_sizes must be positive, got {sizes}")
+        if not 0.0 <= float(overlap) < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        hops = tuple(int(n * (1.0 - overlap)) for n in sizes)
+        if any(h < 1 for h in hops):
+            raise ValueError(f"overlap={overlap} gives a hop of 0 samples for fft_sizes {sizes} (hops {hops})")
+        if reduction_over_scales not in ("sum", "mean"):
+            raise ValueError(f"reduction_over_scales must be 'sum' or 'mean', got {reduction_over_scales!r}")
+        if log_eps <= 0:
+            raise ValueError(f"log_eps must be > 0, got {log_eps}")
+        self.fft_sizes = sizes
+        self.hop_sizes = hops
+        self.overlap = float(overlap)
+        self.mag_weight = float(mag_weight)
+        self.logmag_weight = float(logmag_weight)
+        self.log_eps = float(log_eps)
+        self.reduction_over_scales = reduction_over_scales
+
+    @staticmethod
+    def _as_bt(x: torch.Tensor, name: str) -> torch.Tensor:
+        if x.dim() == 1:
+            return x.unsqueeze(0)
+        if x.dim() == 3 and x.shape[1] == 1:  # tolerate [B, 1, T] (mono with a channel axis)
+            return x[:, 0]
+        if x.dim() == 2:
+            return x
+        raise ValueError(f"{name} must be [B, T] (or [T] / [B, 1, T]), got shape {tuple(x.shape)}")
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Compute the loss.
+
+        Args:
+            pred: ``[B, T]`` generated audio.
+            target: ``[B, T]`` reference audio (same shape).
+
+        Returns:
+            ``{"loss": mag_weight * mag + logmag_weight * logmag, "mag": ..., "logmag": ...}``, scalar
+            float32 tensors; ``mag``/``logmag`` are unweighted and reduced over scales.
+        """
+        p = self._as_bt(pred, "pred")
+        t = self._as_bt(target, "target")
+        if p.shape != t.shape:
+            raise ValueError(f"pred and target shapes differ: {tuple(p.shape)} vs {tuple(t.shape)}")
+        n = p.shape[-1]
+        if n < max(self.fft_sizes):
+            raise ValueError(
+                f"signal of {n} samples is shorter than the largest FFT size {max(self.fft_sizes)} "
+                f"(fft_sizes={self.fft_sizes})"
+            )
+        with torch.autocast(device_type=p.device.type, enabled=False):
+            p = p.float()
+            t = t.float()
+            # One STFT call per scale on the concatenated batch halves the kernel launches.
+            both = torch.cat([p, t], dim=0)
+            b = p.shape[0]
+            mag_terms, log_terms = [], []
+            for n_fft, hop in zip(self.fft_sizes, self.hop_sizes):
+                s = stft_magnitude(both, n_fft, hop, center=True, pad_mode="reflect", power=1.0)
+                s_pred, s_true = s[:b], s[b:]
+                mag_terms.append((s_pred - s_true).abs().mean())
+                log_pred = torch.log(torch.clamp(s_pred, min=self.log_eps))
+                log_true = torch.log(torch.clamp(s_true, min=self.log_eps))
+                log_terms.append((log_pred - log_true).abs().mean())
+            mag = torch.stack(mag_terms)
+            logmag = torch.stack(log_terms)
+            if self.reduction_over_scales == "sum":
+                mag, logmag = mag.sum(), logmag.sum()
+            else:
+                mag, logmag = mag.mean(), logmag.mean()
+            loss = self.mag_weight * mag + self.logmag_weight * logmag
+        return {"loss": loss, "mag": mag, "logmag": logmag}
+
+    def extra_repr(self) -> str:
+        return (
+            f"fft_sizes={self.fft_sizes}, overlap={self.overlap}, mag_weight={self.mag_weight}, "
+            f"logmag_weight={self.logmag_weight}, log_eps={self.log_eps}, "
+            f"reduction_over_scales={self.reduction_over_scales!r}"
+        )
+
+
+def auraloss_equivalent(loss: MultiScaleSpectralLoss):
+    """Build the auraloss ``MultiResolutionSTFTLoss`` computing the same terms as ``loss``.
+
+    auraloss (0.4) specifics this relies on (see ``auraloss/freq.py``):
+
+    * ``STFTLoss.stft`` uses ``torch.stft`` with its defaults (``center=True``, reflect padding) and
+      ``torch.hann_window(win_length)`` (periodic), i.e. the same spectra as :func:`stft_magnitude`;
+    * magnitudes are ``sqrt(clamp(re^2 + im^2, min=eps))`` = ``max(|X|, sqrt(eps))``, so
+      ``eps = log_eps ** 2`` reproduces our log floor exactly. The same floor also hits auraloss's
+      linear term, which therefore differs from ours by at most ``log_eps`` per bin, and only in bins
+      with magnitude below ``log_eps`` (negligible for non-silent audio);
+    * ``MultiResolutionSTFTLoss`` **averages** over resolutions, so
+      ``ours["loss"] == factor * auraloss_value`` with ``factor = len(fft_sizes)`` for
+      ``reduction_over_scales="sum"`` and ``1`` for ``"mean"``;
+    * auraloss ``forward`` expects ``[B, C, T]``: call it as ``aura(pred[:, None], target[:, None])``.
+
+    Returns:
+        ``(auraloss.freq.MultiResolutionSTFTLoss, factor: float)``.
+    """
+    import auraloss  # optional at import time of this module; only the benchmark needs it
+
+    sizes = list(loss.fft_sizes)
+    aura = auraloss.freq.MultiResolutionSTFTLoss(
+        fft_sizes=sizes,
+        hop_sizes=list(loss.hop_sizes),
+        win_lengths=sizes,
+        window="hann_window",
+        w_sc=0.0,
+        w_log_mag=loss.logmag_weight,
+        w_lin_mag=loss.mag_weight,
+        w_phs=0.0,
+        eps=loss.log_eps**2,
+        reduction="mean",
+        mag_distance="L1",
+    )
+    factor = float(len(sizes)) if loss.reduction_over_scales == "sum" else 1.0
+    return aura, factor
