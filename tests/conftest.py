@@ -43,3 +43,31 @@ def make_cfg(tmp_path, shared_cache):
 
     yield _make
     GlobalHydra.instance().clear()
+
+
+def drop_hydra_node(cfg: DictConfig) -> DictConfig:
+    """The config as ``@hydra.main`` hands it to the task function: no ``hydra`` node (HydraConfig stays set)."""
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    return cfg
+
+
+@pytest.fixture
+def make_run_cfg(make_cfg):
+    """Like ``make_cfg``, but returns the config the way ``@hydra.main`` passes it to ``train_one`` (no ``hydra`` node)."""
+
+    def _make(overrides: list[str], output_dir: Path | None = None, config_name: str = "train") -> DictConfig:
+        return drop_hydra_node(make_cfg(overrides, output_dir, config_name))
+
+    return _make
+
+
+@pytest.fixture(scope="session")
+def compose_run(shared_cache):
+    """Session-scoped composer for module-scoped run fixtures: ``compose_run(overrides, output_dir)`` (no hydra node)."""
+
+    def _make(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
+        return drop_hydra_node(compose_train(overrides, Path(output_dir), shared_cache, config_name))
+
+    yield _make
+    GlobalHydra.instance().clear()

@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from audiolab.callbacks.config_embed import ConfigEmbedder
+from audiolab.data.cache import atomic_write_json
 from audiolab.utils.config import CONF_DIR, instantiate_group, to_container, validate_train_config
 
 log = logging.getLogger("audiolab")
@@ -99,6 +100,8 @@ def train_one(cfg: DictConfig) -> dict[str, Any]:
         if metrics:
             result.update({k: float(v) for k, v in metrics[0].items()})
         result["tested_checkpoint"] = best
+        if trainer.is_global_zero:
+            atomic_write_json(output_dir / "test_metrics.json", {"checkpoint": best, **(metrics[0] if metrics else {})})
     _finish_loggers(loggers)
     return result
 

@@ -35,6 +35,8 @@ class MediaLogger(Callback):
             return
         dm = trainer.datamodule
         self._batch = dm.probe_batch(self.n_examples) if dm is not None and hasattr(dm, "probe_batch") else None
+        if self._batch is not None and trainer.global_step == 0:
+            self.log_media(trainer, pl_module)  # the untrained model: a reference to listen against
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self._batch is not None and trainer.global_step % self.every_n_steps == 0 and trainer.global_step != self._last:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,21 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(_to_device(v, device) for v in batch)
     return batch
+
+
+def _weight_averaging(trainer: L.Trainer):
+    """The active EMA/SWA callback with an averaged model, if any.
+
+    Lightning's WeightAveraging swaps weights only around validation; the probe must rank the same (averaged)
+    weights that validation and the saved checkpoints hold, so it swaps them in too (``_swap_models`` is the
+    callback's own swap, used symmetrically).
+    """
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    for cb in trainer.callbacks:
+        if isinstance(cb, WeightAveraging) and getattr(cb, "_average_model", None) is not None:
+            return cb
+    return None
 
 
 class ProbeCallback(Callback):
@@ -52,6 +68,8 @@ class ProbeCallback(Callback):
         self.best_step = -1
         self._batch: Any = None
         self._last_step = -1
+        self._t0: float | None = None
+        self._time_offset = 0.0
 
     # ----------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -78,6 +96,8 @@ class ProbeCallback(Callback):
         if not hasattr(pl_module, "probe_metrics"):
             raise RuntimeError(f"{type(pl_module).__name__} has no probe_metrics(batch); disable callbacks.probe")
         self._batch = dm.probe_batch(self.n_examples)
+        self._t0 = time.perf_counter()
+        self._time_offset = self.history[-1].get("time_s", 0.0) if self.history else 0.0
         if trainer.global_step == 0 or not self.history:
             self._probe(trainer, pl_module)
 
@@ -96,15 +116,22 @@ class ProbeCallback(Callback):
         self._last_step = step
         was_training = pl_module.training
         pl_module.eval()
+        ema = _weight_averaging(trainer)
+        if ema is not None:
+            ema._swap_models(pl_module)  # probe the averaged weights, as validation does
         try:
             with torch.no_grad():
                 metrics = pl_module.probe_metrics(_to_device(self._batch, pl_module.device))
         finally:
+            if ema is not None:
+                ema._swap_models(pl_module)
             pl_module.train(was_training)
         if self.metric not in metrics:
             raise KeyError(f"callbacks.probe.metric={self.metric!r} is not among probe metrics {sorted(metrics)}")
         value = float(metrics[self.metric])
-        self.history.append({"step": step, **{k: float(v) for k, v in metrics.items()}})
+        # wall-clock seconds since fit start (validation and probes included): loss-vs-time curves for A/B tables
+        elapsed = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
+        self.history.append({"step": step, "time_s": round(self._time_offset + elapsed, 3), **{k: float(v) for k, v in metrics.items()}})
         for logger in trainer.loggers:
             logger.log_metrics({f"probe/{k}": float(v) for k, v in metrics.items()}, step=step)
         better = value < self.best_value if self.mode == "min" else value > self.best_value

@@ -1,0 +1,38 @@
+"""Benchmarks: ``python -m audiolab.bench <family> [--quick] [--device cpu|cuda] [--out PATH] ...``.
+
+``python -m audiolab.bench <family> --help`` lists a family's options.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# family -> (module with ``main(argv) -> int``, one-line description)
+FAMILIES: dict[str, tuple[str, str]] = {
+    "ddsp": ("audiolab.bench.ddsp", "DDSP train step per backbone, bf16, synth real-time factor, loss vs auraloss"),
+}
+
+
+def _usage() -> str:
+    rows = "\n".join(f"  {name:<8} {desc}" for name, (_, desc) in FAMILIES.items())
+    return (f"usage: python -m audiolab.bench <family> [--quick] [--device cpu|cuda] [--out PATH] ...\n"
+            f"families:\n{rows}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    family, rest = argv[0], argv[1:]
+    if family not in FAMILIES:
+        print(f"unknown benchmark family {family!r}; available families: {', '.join(FAMILIES)}\n\n{_usage()}",
+              file=sys.stderr)
+        return 2
+    module = importlib.import_module(FAMILIES[family][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
