@@ -130,10 +130,6 @@ def test_optuna_search_composes_or_names_missing_plugin(make_cfg):
             make_cfg(["experiment=ddsp_transformer", "hparams_search=ddsp_optuna"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src bug: audiolab.utils.config.to_container resolves the `hydra` node of a compose(return_hydra_config=True) "
-    "config; hydra.sweep.subdir -> ${hydra.job.num} is missing in RUN mode -> InterpolationToMissingValueError. "
-    "train_one(make_cfg(...)) therefore fails; fix: drop the `hydra` key before resolving."))
 def test_to_container_accepts_config_with_hydra_node(make_cfg):
     cfg = make_cfg(["experiment=ddsp_transformer", "debug=fast"])
     resolved = to_container(cfg)

@@ -23,8 +23,9 @@ def _cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.Completed
     return proc
 
 
-def test_ddp_sim_two_processes(tmp_path):
-    _cli(["trainer=ddp_sim", "debug=fast", "run_name=ddp", "callbacks.media=null"], tmp_path)
+@pytest.mark.parametrize("with_test", [False, True], ids=["fit", "fit_and_test"])
+def test_ddp_sim_two_processes(tmp_path, with_test):
+    _cli(["trainer=ddp_sim", "debug=fast", "run_name=ddp", "callbacks.media=null", f"test={with_test}"], tmp_path)
     runs = list((tmp_path / "logs").glob("*/runs/ddp"))
     assert len(runs) == 1, list((tmp_path / "logs").rglob("*"))
     out = runs[0]

@@ -40,6 +40,8 @@ def evaluate(ckpt_path: str, output_dir: str | Path, *, split: str = "test", wri
                         default_root_dir=str(output_dir), enable_progress_bar=True)
     if split == "val":
         datamodule.test_dataloader = datamodule.val_dataloader  # evaluate on the validation split
+    if cfg.get("seed") is not None:
+        L.seed_everything(int(cfg.seed), workers=True)  # same RNG state as the test at the end of training
     metrics = trainer.test(module, datamodule=datamodule)
     result = {
         "checkpoint": ckpt["_path"],

@@ -96,11 +96,23 @@ def train_one(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("test", True):
         best = _best_checkpoint(trainer, probe)
         log.info("testing %s", best or "current weights")
-        metrics = trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=False) if best else trainer.test(model, datamodule=datamodule)
+        if cfg.get("seed") is not None:
+            # the noise synth draws from the global RNG: reseed so evaluate.py reproduces these numbers
+            L.seed_everything(int(cfg.seed), workers=True)
+        test_trainer = trainer
+        if "spawn" in str(cfg.trainer.get("strategy", "")):
+            # spawned test workers get a copy of a CSV logger that never saw the training columns; test on one device
+            test_trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False,
+                                     precision=cfg.trainer.get("precision", "32-true"), default_root_dir=str(output_dir),
+                                     limit_test_batches=cfg.trainer.get("limit_test_batches", 1.0))
+        if best:
+            metrics = test_trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=False)
+        else:
+            metrics = test_trainer.test(model, datamodule=datamodule)
         if metrics:
             result.update({k: float(v) for k, v in metrics[0].items()})
         result["tested_checkpoint"] = best
-        if trainer.is_global_zero:
+        if test_trainer.is_global_zero:
             atomic_write_json(output_dir / "test_metrics.json", {"checkpoint": best, **(metrics[0] if metrics else {})})
     _finish_loggers(loggers)
     return result

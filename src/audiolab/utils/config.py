@@ -26,9 +26,17 @@ def _wandb_offline() -> bool:
         return True
 
 
+def _root_dir() -> str:
+    """$AUDIOLAB_ROOT or the launch directory. A resolver, not ``${oc.env:X,${hydra:runtime.cwd}}``: the default of
+    oc.env is evaluated eagerly, and the sweeper resolves ``hydra.sweep.dir`` before ``hydra:runtime`` exists."""
+    return os.environ.get("AUDIOLAB_ROOT") or os.getcwd()
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("audiolab_wandb_offline"):
         OmegaConf.register_new_resolver("audiolab_wandb_offline", _wandb_offline)
+    if not OmegaConf.has_resolver("audiolab_root"):
+        OmegaConf.register_new_resolver("audiolab_root", _root_dir)
 
 
 register_resolvers()
@@ -61,7 +69,9 @@ def instantiate_group(group: DictConfig | None, **extra: Any) -> dict[str, Any]:
 
 def to_container(cfg: DictConfig) -> dict:
     """Resolved plain-dict copy, safe to store in a checkpoint (no hydra: interpolations left)."""
-    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+    # Hydra's own node (present when composed with return_hydra_config) holds run-mode-only interpolations
+    keys = [k for k in cfg.keys() if k != "hydra"]
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True, throw_on_missing=False)  # type: ignore[return-value]
 
 
 def validate_train_config(cfg: DictConfig) -> None:
@@ -78,9 +88,10 @@ def validate_train_config(cfg: DictConfig) -> None:
             from hydra.core.hydra_config import HydraConfig
 
             mode = HydraConfig.get().mode.name
+            launcher = str(HydraConfig.get().launcher.get("_target_", ""))
         except Exception:  # noqa: BLE001 - not under @hydra.main
-            mode = "RUN"
-        if mode == "MULTIRUN" and "submitit" not in str(cfg.get("hydra", {}).get("launcher", "")):
+            mode, launcher = "RUN", ""
+        if mode == "MULTIRUN" and "submitit" not in launcher:
             raise ValueError(
                 "trainer.strategy=ddp re-executes the command per rank and cannot run under a basic-launcher "
                 "multirun (-m); use hydra/launcher=slurm (submitit) or trainer=ddp_sim"

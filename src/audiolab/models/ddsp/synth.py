@@ -97,7 +97,10 @@ class DDSP(nn.Module):
         self.config = config
         self.in_features = 2 + int(config.delta_f0) + int(config.delta_loudness)
         self.out_features = 1 + config.n_harmonics + (config.n_noise_bands if config.noise else 0)
-        self.decoder = build_decoder(in_features=self.in_features, out_features=self.out_features, **decoder)
+        try:
+            self.decoder = build_decoder(in_features=self.in_features, out_features=self.out_features, **decoder)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"model.decoder: {err}") from err
         self.harmonic = HarmonicSynth(sample_rate=config.sample_rate)
         self.filtered_noise = FilteredNoise(n_bands=config.n_noise_bands, initial_bias=config.noise_initial_bias) if config.noise else None
         self.reverb = Reverb(length=config.reverb_length, trainable=True, add_dry=True) if config.reverb else None
