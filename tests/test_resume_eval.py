@@ -21,7 +21,8 @@ def _load(path: Path) -> dict:
 
 
 def _fake_f0_metric(audio, f0_hz, confidence, *args, **kwargs) -> dict:
-    return {"f0_l1_cents": 0.0, "f0_outlier_ratio": 0.0, "f0_frames": int(f0_hz.numel())}
+    n = int(f0_hz.numel())
+    return {"f0_l1_cents": 0.0, "f0_outlier_ratio": 0.0, "f0_frames": n, "f0_cents_sum": 0.0, "f0_inliers": n, "f0_outliers": 0}
 
 
 @pytest.fixture(scope="module")

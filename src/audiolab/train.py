@@ -15,6 +15,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, WeightAveraging
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from audiolab.callbacks.config_embed import ConfigEmbedder
@@ -80,6 +81,8 @@ def train_one(cfg: DictConfig) -> dict[str, Any]:
 
     callbacks = list(instantiate_group(cfg.get("callbacks")).values()) + [ConfigEmbedder(resolved)]
     loggers = list(instantiate_group(cfg.get("logger")).values())
+    if not loggers:  # LearningRateMonitor refuses to run without a logger (logger=none)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     for lg in loggers:
         lg.log_hyperparams(resolved)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -100,6 +103,11 @@ def train_one(cfg: DictConfig) -> dict[str, Any]:
             # the noise synth draws from the global RNG: reseed so evaluate.py reproduces these numbers
             L.seed_everything(int(cfg.seed), workers=True)
         test_trainer = trainer
+        for cb in trainer.callbacks:
+            if isinstance(cb, WeightAveraging):
+                # otherwise on_load_checkpoint restores the raw weights ("current_model_state") for the test,
+                # while evaluate.py (and every consumer of the file) sees the averaged state_dict
+                cb._average_model = None
         if "spawn" in str(cfg.trainer.get("strategy", "")):
             # spawned test workers get a copy of a CSV logger that never saw the training columns; test on one device
             test_trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False,

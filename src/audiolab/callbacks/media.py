@@ -8,11 +8,12 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 
 from audiolab.audio.io import save_audio
-from audiolab.callbacks.probe import _to_device
+from audiolab.callbacks.probe import _to_device, _weight_averaging
 
 log = logging.getLogger("audiolab")
 
@@ -55,9 +56,17 @@ class MediaLogger(Callback):
 
         was_training = pl_module.training
         pl_module.eval()
+        ema = _weight_averaging(trainer)
+        if ema is not None:
+            ema._swap_models(pl_module)  # render what validation and the checkpoints hold
         try:
-            media = pl_module.media(_to_device(self._batch, pl_module.device), self.n_examples)
+            devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(0)
+                media = pl_module.media(_to_device(self._batch, pl_module.device), self.n_examples)
         finally:
+            if ema is not None:
+                ema._swap_models(pl_module)
             pl_module.train(was_training)
         sr = media.get("sample_rate", 16000)
         folder = self.output_dir / "media" / f"step_{step:07d}" if self.output_dir else None
@@ -81,7 +90,8 @@ class MediaLogger(Callback):
 
                 payload = {f"media/{k}": wandb.Audio(v.numpy(), sample_rate=sr) for k, v in media.get("audio", {}).items()}
                 payload.update({f"media/{k}": wandb.Image(f) for k, f in media.get("figures", {}).items()})
-                lg.experiment.log(payload, step=step)
+                # no explicit W&B step: WandbLogger logs without one and W&B drops out-of-order steps
+                lg.experiment.log({**payload, "trainer/global_step": step})
             except Exception as err:  # noqa: BLE001 - media must never kill a training run
                 log.warning("could not log media to W&B: %s", err)
         for fig in media.get("figures", {}).values():

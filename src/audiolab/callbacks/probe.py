@@ -55,7 +55,7 @@ class ProbeCallback(Callback):
     """
 
     def __init__(self, metric: str = "spectral", every_n_steps: int = 50, n_examples: int = 4, output_dir: str | None = None,
-                 mode: str = "min", save_checkpoint: bool = True):
+                 mode: str = "min", save_checkpoint: bool = True, seed: int = 0):
         if every_n_steps < 1:
             raise ValueError(f"callbacks.probe.every_n_steps must be >= 1, got {every_n_steps}")
         if mode not in ("min", "max"):
@@ -63,6 +63,7 @@ class ProbeCallback(Callback):
         self.metric, self.every_n_steps, self.n_examples, self.mode = metric, every_n_steps, n_examples, mode
         self.output_dir = Path(output_dir) if output_dir else None
         self.save_checkpoint = save_checkpoint
+        self.seed = seed
         self.history: list[dict[str, float]] = []
         self.best_value = math.inf if mode == "min" else -math.inf
         self.best_step = -1
@@ -120,7 +121,10 @@ class ProbeCallback(Callback):
         if ema is not None:
             ema._swap_models(pl_module)  # probe the averaged weights, as validation does
         try:
-            with torch.no_grad():
+            # a fixed metric: same noise realisation every time, and the training RNG stream is left untouched
+            devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                torch.manual_seed(self.seed)
                 metrics = pl_module.probe_metrics(_to_device(self._batch, pl_module.device))
         finally:
             if ema is not None:
@@ -134,8 +138,9 @@ class ProbeCallback(Callback):
         self.history.append({"step": step, "time_s": round(self._time_offset + elapsed, 3), **{k: float(v) for k, v in metrics.items()}})
         for logger in trainer.loggers:
             logger.log_metrics({f"probe/{k}": float(v) for k, v in metrics.items()}, step=step)
-        better = value < self.best_value if self.mode == "min" else value > self.best_value
-        if better and math.isfinite(value):
+        better = (value < self.best_value if self.mode == "min" else value > self.best_value) and math.isfinite(value)
+        better = trainer.strategy.broadcast(better, src=0)  # save_checkpoint has a barrier: all ranks must agree
+        if better:
             self.best_value, self.best_step = value, step
             if self.save_checkpoint and self.best_path is not None:
                 trainer.save_checkpoint(self.best_path)  # every rank calls it; only rank 0 writes

@@ -34,11 +34,11 @@ def stage_config(cfg: DictConfig, index: int, stage: DictConfig, base_dir: Path,
         merged.paths.output_dir = str(base_dir / "stages" / f"{index}_{name}")
         merged.init_from = init_from
         merged.stages = None
-        if cfg.get("ckpt_path") == "last":
-            merged.ckpt_path = "last"
-            merged.init_from = None if (Path(merged.paths.output_dir) / "checkpoints" / "last.ckpt").exists() else init_from
+        last = Path(merged.paths.output_dir) / "checkpoints" / "last.ckpt"
+        if cfg.get("ckpt_path") == "last" and last.exists():
+            merged.ckpt_path, merged.init_from = "last", None  # resume this stage in place
         else:
-            merged.ckpt_path = None
+            merged.ckpt_path, merged.init_from = None, init_from
         if merged.get("logger") and merged.logger.get("wandb"):
             merged.logger.wandb.name = f"{merged.logger.wandb.name}-{name}"
             merged.logger.wandb.id = None
@@ -81,7 +81,8 @@ def run_stages(cfg: DictConfig, train_fn: Callable[[DictConfig], dict[str, Any]]
             init_from = row["best_checkpoint"]
         else:
             log.warning("stage %s produced no probe-best checkpoint; the next stage starts from the same weights", name)
-    ranked = sorted([r for r in rows if r.get("min_value") is not None], key=lambda r: r["min_value"])
+    maximize = (cfg.get("callbacks") or {}).get("probe", {}).get("mode", "min") == "max"
+    ranked = sorted([r for r in rows if r.get("min_value") is not None], key=lambda r: r["min_value"], reverse=maximize)
     summary = {
         "stages": rows,
         "ranking": [r["stage"] for r in ranked],

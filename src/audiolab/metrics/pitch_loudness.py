@@ -29,8 +29,9 @@ def f0_l1_cents(
 ) -> dict[str, float]:
     """CREPE (viterbi) on the generated audio vs the target f0, on frames whose target confidence >= threshold.
 
-    Returns ``f0_l1_cents`` (mean absolute cents), ``f0_outlier_ratio`` (frames > 1200 cents off or untracked) and
-    ``f0_frames`` (frames counted). Magenta reports the L1 in MIDI: divide cents by 100 to compare.
+    Returns ``f0_l1_cents`` (mean absolute cents over inlier frames), ``f0_outlier_ratio`` (frames > 1200 cents off
+    or untracked), ``f0_frames`` (frames counted) and the sums behind them (``f0_cents_sum``, ``f0_inliers``,
+    ``f0_outliers``). Magenta reports the L1 in MIDI: divide cents by 100 to compare.
     """
     errors = []
     outliers = 0
@@ -48,11 +49,13 @@ def f0_l1_cents(
         outliers += int((~valid).sum()) + int((cents > 1200).sum())
         counted += int(m.sum())
         errors.append(cents[cents <= 1200])
-    if counted == 0:
-        return {"f0_l1_cents": float("nan"), "f0_outlier_ratio": float("nan"), "f0_frames": 0}
     allc = torch.cat(errors) if errors else torch.zeros(0)
     return {
         "f0_l1_cents": float(allc.mean()) if allc.numel() else float("nan"),
-        "f0_outlier_ratio": outliers / counted,
+        "f0_outlier_ratio": outliers / counted if counted else float("nan"),
         "f0_frames": counted,
+        # sums for exact averaging over many batches / processes
+        "f0_cents_sum": float(allc.sum()),
+        "f0_inliers": int(allc.numel()),
+        "f0_outliers": outliers,
     }

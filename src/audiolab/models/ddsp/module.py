@@ -67,16 +67,18 @@ class DDSPModule(L.LightningModule):
             return 0.0
         return ramp_weight(step, c["weight"], c["warmup_steps"], c["ramp_steps"])
 
-    def _losses(self, batch: dict[str, Tensor], step: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    def _losses(self, batch: dict[str, Tensor], step: int | None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """step=None (validation/test): the loudness term at its full weight, so numbers do not depend on when
+        (or from which restored step) they were computed."""
         out = self(batch["f0_hz"], batch["loudness_db"], batch["audio"].shape[-1])
         terms = self.spectral_loss(out["audio"], batch["audio"])
-        w = self.loudness_weight(step)
+        w = self.loudness_weight(step) if step is not None else float(self.loudness_cfg["weight"])
         total = terms["loss"]
         result = {"spectral": terms["loss"], "mag": terms["mag"], "logmag": terms["logmag"]}
         if self.loudness_cfg["type"] != "none":
             ld = self.loudness_loss(out["audio"], batch["loudness_db"])
             result["loudness"] = ld
-            result["loudness_weight"] = torch.tensor(w)
+            result["loudness_weight"] = ld.new_tensor(w)  # on the model's device: DDP syncs it
             total = total + w * ld
         result["loss"] = total
         return result, out
@@ -93,7 +95,7 @@ class DDSPModule(L.LightningModule):
         return terms["loss"]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        terms, out = self._losses(batch, self.global_step)
+        terms, out = self._losses(batch, None)
         bs = batch["audio"].shape[0]
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=bs, sync_dist=True)
         self.log("val/loudness_l1_db", loudness_l1_db(out["audio"], batch["loudness_db"], self.sample_rate, self.frame_rate),
@@ -102,18 +104,29 @@ class DDSPModule(L.LightningModule):
             self.log_dict({f"val/{k}": v for k, v in control_stats(out).items()}, batch_size=bs, sync_dist=True)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        terms, out = self._losses(batch, self.global_step)
+        terms, out = self._losses(batch, None)
         bs = batch["audio"].shape[0]
         self.log_dict({f"test/{k}": v for k, v in terms.items()}, batch_size=bs, sync_dist=True)
         self.log("test/loudness_l1_db", loudness_l1_db(out["audio"], batch["loudness_db"], self.sample_rate, self.frame_rate),
                  batch_size=bs, sync_dist=True)
         f0 = f0_l1_cents(out["audio"], batch["f0_hz"], batch["f0_confidence"], self.sample_rate, self.hop_length,
                          model=self.diag_cfg["f0_metric_crepe"])
-        if f0["f0_frames"]:
-            self.log("test/f0_l1_cents", f0["f0_l1_cents"], batch_size=f0["f0_frames"], sync_dist=True)
-            self.log("test/f0_outlier_ratio", f0["f0_outlier_ratio"], batch_size=f0["f0_frames"], sync_dist=True)
+        # accumulate sums and counts; averaged over the whole split in on_test_epoch_end (NaN-free, DDP-safe)
+        self._f0_sums += torch.tensor([f0["f0_cents_sum"], f0["f0_inliers"], f0["f0_outliers"], f0["f0_frames"]], dtype=torch.float64)
         if self.audio_output_dir is not None:
             self._write_audio(batch, out["audio"])
+
+    def on_test_epoch_start(self) -> None:
+        self._f0_sums = torch.zeros(4, dtype=torch.float64)
+
+    def on_test_epoch_end(self) -> None:
+        sums = self.all_gather(self._f0_sums.to(self.device))
+        sums = sums.reshape(-1, 4).sum(0) if sums.dim() > 1 else sums
+        cents, inliers, outliers, frames = (float(x) for x in sums)
+        if inliers > 0:
+            self.log("test/f0_l1_cents", cents / inliers)
+        if frames > 0:
+            self.log("test/f0_outlier_ratio", outliers / frames)
 
     def _write_audio(self, batch: dict[str, Tensor], pred: Tensor) -> None:
         for i in range(pred.shape[0]):
