@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     summaries = [summarize(r) for r in args.runs]
     plot(summaries, args.out)
     cols = ["backbone", "steps", "probe_start", "probe_best", "probe_best_step", "probe_final", "probe_loudness_l1_db_final",

@@ -94,8 +94,16 @@ class DDSPModule(L.LightningModule):
             self.log_dict({f"train/{k}": v for k, v in control_stats(out).items()}, batch_size=bs)
         return terms["loss"]
 
+    def _eval_losses(self, batch: dict[str, Tensor], batch_idx: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Validation/test losses with a noise realisation fixed per batch: the numbers do not depend on what
+        consumed the global RNG before (probes, CREPE, other batches), so evaluate.py reproduces them exactly."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(10_000 + batch_idx)
+            return self._losses(batch, None)
+
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        terms, out = self._losses(batch, None)
+        terms, out = self._eval_losses(batch, batch_idx)
         bs = batch["audio"].shape[0]
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=bs, sync_dist=True)
         self.log("val/loudness_l1_db", loudness_l1_db(out["audio"], batch["loudness_db"], self.sample_rate, self.frame_rate),
@@ -104,7 +112,7 @@ class DDSPModule(L.LightningModule):
             self.log_dict({f"val/{k}": v for k, v in control_stats(out).items()}, batch_size=bs, sync_dist=True)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        terms, out = self._losses(batch, None)
+        terms, out = self._eval_losses(batch, batch_idx)
         bs = batch["audio"].shape[0]
         self.log_dict({f"test/{k}": v for k, v in terms.items()}, batch_size=bs, sync_dist=True)
         self.log("test/loudness_l1_db", loudness_l1_db(out["audio"], batch["loudness_db"], self.sample_rate, self.frame_rate),
