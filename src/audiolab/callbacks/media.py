@@ -8,12 +8,12 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 
 from audiolab.audio.io import save_audio
 from audiolab.callbacks.probe import _to_device, _weight_averaging
+from audiolab.utils.rng import seeded
 
 log = logging.getLogger("audiolab")
 
@@ -60,9 +60,7 @@ class MediaLogger(Callback):
         if ema is not None:
             ema._swap_models(pl_module)  # render what validation and the checkpoints hold
         try:
-            devices = [pl_module.device] if pl_module.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(0)
+            with seeded(0, pl_module.device):
                 media = pl_module.media(_to_device(self._batch, pl_module.device), self.n_examples)
         finally:
             if ema is not None:

@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from audiolab.data.cache import atomic_write_json
+from audiolab.utils.rng import seeded
 
 log = logging.getLogger("audiolab")
 
@@ -122,9 +123,7 @@ class ProbeCallback(Callback):
             ema._swap_models(pl_module)  # probe the averaged weights, as validation does
         try:
             # a fixed metric: same noise realisation every time, and the training RNG stream is left untouched
-            devices = [pl_module.device] if pl_module.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices), torch.no_grad():
-                torch.manual_seed(self.seed)
+            with seeded(self.seed, pl_module.device), torch.no_grad():
                 metrics = pl_module.probe_metrics(_to_device(self._batch, pl_module.device))
         finally:
             if ema is not None:

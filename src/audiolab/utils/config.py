@@ -67,6 +67,11 @@ def instantiate_group(group: DictConfig | None, **extra: Any) -> dict[str, Any]:
     return out
 
 
+def plain(x: Any) -> Any:
+    """A DictConfig section as plain, resolved Python containers; anything else unchanged."""
+    return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
+
+
 def to_container(cfg: DictConfig) -> dict:
     """Resolved plain-dict copy, safe to store in a checkpoint (no hydra: interpolations left)."""
     # Hydra's own node (present when composed with return_hydra_config) holds run-mode-only interpolations

@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -57,6 +56,7 @@ from audiolab.data.ddsp import compute_features
 from audiolab.dsp import normalize_harmonics
 from audiolab.models.ddsp.synth import DDSP, build_ddsp
 from audiolab.utils.checkpoint import load_checkpoint, stored_config
+from audiolab.utils.config import plain
 
 __all__ = ["load_ddsp", "transform_features", "render", "main", "ONE_PASS_SECONDS", "CHUNK_FRAMES", "MIN_LOUDNESS_DB"]
 
@@ -68,10 +68,6 @@ CHUNK_FRAMES = 8000
 MIN_LOUDNESS_DB = -80.0
 DDSP_TARGET_SUFFIX = "DDSPModule"
 _PREFIX = "net."
-
-
-def _plain(x: Any) -> Any:
-    return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
 
 
 def load_ddsp(ckpt_path: str | Path, device: str | torch.device = "cpu") -> tuple[DDSP, DictConfig]:
@@ -99,7 +95,7 @@ def load_ddsp(ckpt_path: str | Path, device: str | torch.device = "cpu") -> tupl
             f"expected audiolab.models.ddsp.module.{DDSP_TARGET_SUFFIX}"
         )
     m = cfg.model
-    net = build_ddsp(int(m.sample_rate), int(m.frame_rate), _plain(m.net), _plain(m.decoder))
+    net = build_ddsp(int(m.sample_rate), int(m.frame_rate), plain(m.net), plain(m.decoder))
     state = ckpt.get("state_dict") or {}
     weights = {k[len(_PREFIX):]: v for k, v in state.items() if k.startswith(_PREFIX)}
     if not weights:

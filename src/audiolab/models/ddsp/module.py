@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from audiolab.audio.features import a_weighted_loudness
@@ -17,13 +15,11 @@ from audiolab.losses.spectral import MultiScaleSpectralLoss
 from audiolab.metrics.pitch_loudness import f0_l1_cents, loudness_l1_db
 from audiolab.models.ddsp.diagnostics import control_arrays, control_figure, control_stats
 from audiolab.models.ddsp.synth import build_ddsp
+from audiolab.utils.config import plain
 from audiolab.utils.optim import ramp_weight
+from audiolab.utils.rng import seeded
 
 LOUDNESS_LOSSES = ("none", "linear_l2", "db_l1")
-
-
-def _plain(x: Any) -> Any:
-    return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
 
 
 class DDSPModule(L.LightningModule):
@@ -31,7 +27,7 @@ class DDSPModule(L.LightningModule):
 
     def __init__(self, sample_rate: int, frame_rate: int, net: dict, decoder: dict, loss: dict, optim: dict, diagnostics: dict | None = None):
         super().__init__()
-        net, decoder, loss, optim, diagnostics = map(_plain, (net, decoder, loss, optim, diagnostics or {}))
+        net, decoder, loss, optim, diagnostics = map(plain, (net, decoder, loss, optim, diagnostics or {}))
         self.save_hyperparameters({"sample_rate": sample_rate, "frame_rate": frame_rate, "net": net, "decoder": decoder,
                                    "loss": loss, "optim": optim, "diagnostics": diagnostics})
         self.sample_rate, self.frame_rate = sample_rate, frame_rate
@@ -97,9 +93,7 @@ class DDSPModule(L.LightningModule):
     def _eval_losses(self, batch: dict[str, Tensor], batch_idx: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Validation/test losses with a noise realisation fixed per batch: the numbers do not depend on what
         consumed the global RNG before (probes, CREPE, other batches), so evaluate.py reproduces them exactly."""
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(10_000 + batch_idx)
+        with seeded(10_000 + batch_idx, self.device):
             return self._losses(batch, None)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
