@@ -29,19 +29,24 @@ test-all: setup
 	WANDB_MODE=disabled $(PY) -m pytest -q $(ARGS)
 
 bench: setup
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	$(PY) -m audiolab.bench ddsp $(ARGS)
+	$(PY) -m audiolab.bench codec $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests
 
-# Debian packages for real-data checks (needs root or sudo), then re-render the embedded demo to check it.
+# Debian packages for real-data checks (needs root or sudo) and the `data` extra (ffmpeg for G.722), then
+# re-render the embedded demo to check it and build the codec corpus data/codec_corpus (speech + music).
 data: setup
 	@if command -v apt-get >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    fluidsynth fluid-soundfont-gm; \
-	else echo "apt-get not found: install fluidsynth and FluidR3_GM.sf2 yourself"; fi
+	    fluidsynth fluid-soundfont-gm flite asterisk-core-sounds-en-g722 sonic-pi-samples; \
+	else echo "apt-get not found: install fluidsynth, FluidR3_GM.sf2, flite, asterisk-core-sounds-en-g722 and sonic-pi-samples yourself"; fi
+	$(PY) -m pip install --quiet -e ".[data]"
 	$(PY) -m audiolab.prepare ddsp input_dir=embedded
+	$(PY) -m audiolab.prepare codec_corpus out_dir=data/codec_corpus
 
 clean:
 	rm -rf logs outputs multirun wandb .pytest_cache .ruff_cache

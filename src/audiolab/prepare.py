@@ -1,6 +1,8 @@
 """``python -m audiolab.prepare <recipe> key=value …`` — data preparation entry point.
 
-Recipes: ``ddsp`` (resample to 16 kHz, CREPE f0 + confidence, A-weighted loudness at 250 Hz, cached).
+Recipes: ``ddsp`` (resample to 16 kHz, CREPE f0 + confidence, A-weighted loudness at 250 Hz, cached);
+``codec_corpus`` (build the mixed speech + music corpus ``data/codec_corpus`` from Debian packages);
+``codec_tokens`` (tokenize an audio folder with a codec checkpoint for the token LM).
 """
 
 from __future__ import annotations
@@ -8,7 +10,11 @@ from __future__ import annotations
 import logging
 import sys
 
-RECIPES = {"ddsp": "audiolab.data.ddsp:prepare_main"}
+RECIPES = {
+    "ddsp": "audiolab.data.ddsp:prepare_main",
+    "codec_corpus": "audiolab.data.codec_corpus:main",
+    "codec_tokens": "audiolab.models.codec.tokens:prepare_main",
+}
 
 
 def main(argv: list[str] | None = None) -> None:
