@@ -1,0 +1,288 @@
+"""Codec training recipe (LightningModule, manual optimization for the optional GAN).
+
+Generator loss: ``l1 * |y - x| + mel * MultiScaleMel(y, x) + rms * |rms(y)/rms(x) - 1| + adv * hinge_G + feat * FM``,
+plus the quantizer's commitment term (always outside the balancer, as in audiocraft). With ``loss.balancer.enabled``
+the l1/mel/adv/feat terms are combined by their share of the output gradient instead of by value.
+
+``global_step`` counts optimizer steps of *both* optimizers once the discriminator runs (Lightning's rule for
+manual optimization); ``generator_steps`` (a buffer, saved in checkpoints) counts batches and is what
+``loss.adversarial.start_step`` and the logged ``train/generator_step`` refer to.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from torch import Tensor
+
+from audiolab.audio.io import save_audio
+from audiolab.losses.balancer import LossBalancer
+from audiolab.losses.codec import MultiScaleMelLoss, rms_ratio_loss
+from audiolab.metrics.codec import CodebookUsageAccumulator, bitrate_kbps, codebook_stats, waveform_metrics
+from audiolab.models.codec.discriminator import (
+    MultiScaleSTFTDiscriminator,
+    discriminator_hinge_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+from audiolab.models.codec.model import Codec
+from audiolab.utils.config import plain
+
+BALANCED_TERMS = ("l1", "mel", "adv", "feat")
+
+
+def _finite(d: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in d.items() if math.isfinite(float(v))}
+
+
+class CodecModule(L.LightningModule):
+    """Batches are dicts ``{"audio": [B, T] float, "source": list[str]}`` at ``sample_rate``."""
+
+    def __init__(self, sample_rate: int, codec: dict, loss: dict, optim: dict, discriminator: dict | None = None,
+                 diagnostics: dict | None = None, eval_bandwidths: list[float] | None = None):
+        super().__init__()
+        codec, loss, optim, discriminator, diagnostics = map(plain, (codec, loss, optim, discriminator or {}, diagnostics or {}))
+        eval_bandwidths = [float(b) for b in (plain(eval_bandwidths) or [])]
+        self.save_hyperparameters({"sample_rate": sample_rate, "codec": codec, "loss": loss, "optim": optim,
+                                   "discriminator": discriminator, "diagnostics": diagnostics,
+                                   "eval_bandwidths": eval_bandwidths})
+        self.automatic_optimization = False
+        self.sample_rate = int(sample_rate)
+        self.codec = Codec(sample_rate=self.sample_rate, **codec)
+        for bw in eval_bandwidths:
+            self.codec.bandwidth_to_n_q(bw)  # fail at construction, naming the bandwidth, not at the first test
+        self.eval_bandwidths = eval_bandwidths
+        self.loss_cfg = loss
+        self.weights = {"l1": float(loss.get("l1", {}).get("weight", 0.1)),
+                        "mel": float(loss.get("mel", {}).get("weight", 1.0)),
+                        "rms": float(loss.get("rms", {}).get("weight", 0.0))}
+        mel_cfg = {k: v for k, v in loss.get("mel", {}).items() if k != "weight"}
+        self.mel_loss = MultiScaleMelLoss(self.sample_rate, **mel_cfg)
+        adv = {"enabled": False, "start_step": 0, "adv_weight": 4.0, "feat_weight": 4.0, **loss.get("adversarial", {})}
+        self.adv_cfg = adv
+        self.discriminator = MultiScaleSTFTDiscriminator(**discriminator) if adv["enabled"] else None
+        if adv["enabled"]:
+            self.weights.update({"adv": float(adv["adv_weight"]), "feat": float(adv["feat_weight"])})
+        bal = {"enabled": False, "total_norm": 1.0, "ema_decay": 0.999, **loss.get("balancer", {})}
+        self.balancer = (LossBalancer({k: self.weights[k] for k in BALANCED_TERMS if k in self.weights},
+                                      bal["total_norm"], bal["ema_decay"]) if bal["enabled"] else None)
+        self.optim_cfg = {"gradient_clip_generator": 0.0, "gradient_clip_discriminator": 0.0,
+                          "discriminator_lr_scale": 1.0, **optim}
+        self.diag_cfg = {"every_n_steps": 500, "n_examples": 2, **diagnostics}
+        self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
+        self._usage = CodebookUsageAccumulator(self.codec.bins)
+        self.probe_history: list[dict[str, float]] = []
+        # evaluate.py sets these to write decoded test audio
+        self.audio_output_dir: Path | None = None
+        self.max_audio_examples = 8
+        self._written = 0
+
+    # ----------------------------------------------------------------------------------------- forward / losses
+    def forward(self, audio: Tensor, n_q: int | None = None) -> dict[str, Any]:
+        return self.codec(audio, n_q=n_q)
+
+    def reconstruction_terms(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
+        mel = self.mel_loss(pred, target)
+        terms = {"l1": (pred.float() - target.float()).abs().mean(), "mel": mel["loss"],
+                 "mel_linear": mel["mel_linear"], "mel_log": mel["mel_log"]}
+        if self.weights["rms"] > 0:
+            terms["rms"] = rms_ratio_loss(pred, target)
+        return terms
+
+    def adversarial_active(self) -> bool:
+        return self.discriminator is not None and int(self.generator_steps) >= int(self.adv_cfg["start_step"])
+
+    # ----------------------------------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        audio = batch["audio"]
+        bs = audio.shape[0]
+        opts = self.optimizers()
+        opt_g, opt_d = (opts[0], opts[1]) if isinstance(opts, list) else (opts, None)
+        scheds = self.lr_schedulers()
+        scheds = scheds if isinstance(scheds, list) else ([scheds] if scheds is not None else [])
+        adv_on = self.adversarial_active()
+
+        out = self.codec(audio)
+        pred = out["audio"]
+        terms = self.reconstruction_terms(pred, audio)
+        if adv_on:
+            self.toggle_optimizer(opt_g)  # discriminator weights get no gradient from the generator step
+            fake_logits, fake_feats = self.discriminator(pred)
+            with torch.no_grad():
+                _, real_feats = self.discriminator(audio)
+            terms["adv"] = generator_adversarial_loss(fake_logits)
+            terms["feat"] = feature_matching_loss(real_feats, fake_feats)
+        weighted = {k: self.weights[k] * terms[k] for k in ("l1", "mel", "rms", "adv", "feat") if k in terms}
+        commitment = out["commitment"]
+        total = sum(weighted.values()) + commitment
+
+        opt_g.zero_grad()
+        ratios: dict[str, float] = {}
+        if self.balancer is not None:
+            ratios = self.balancer.backward({k: terms[k] for k in BALANCED_TERMS if k in terms}, pred)
+            rest = commitment + (weighted["rms"] if "rms" in weighted else 0.0)
+            self.manual_backward(rest)
+        else:
+            self.manual_backward(total)
+        clip_g = float(self.optim_cfg["gradient_clip_generator"] or 0)
+        if clip_g > 0:
+            self.clip_gradients(opt_g, gradient_clip_val=clip_g, gradient_clip_algorithm="norm")
+        opt_g.step()
+        if scheds:
+            scheds[0].step()
+        if adv_on:
+            self.untoggle_optimizer(opt_g)
+
+        logs = {f"train/{k}": v.detach() for k, v in terms.items()}
+        logs.update({"train/commitment": commitment.detach(), "train/loss": total.detach(),
+                     "train/replaced_codes": float(out["replaced_codes"]), "train/generator_step": float(self.generator_steps),
+                     "train/n_q_mean": out["n_q_per_item"].float().mean()})
+        logs.update({f"train/balancer_{k}": v for k, v in ratios.items()})
+        if self.codec.output_scale is not None:
+            logs["train/output_scale"] = self.codec.output_scale.detach()
+        with torch.no_grad():
+            wm = waveform_metrics(pred.detach(), audio, self.sample_rate, spectral=False)
+        logs.update({f"train/{k}": wm[k] for k in ("snr_db", "rms_ratio", "output_peak") if k in wm})
+
+        if adv_on:
+            self.toggle_optimizer(opt_d)
+            real_logits, _ = self.discriminator(audio)
+            fake_logits, _ = self.discriminator(pred.detach())
+            d_loss = discriminator_hinge_loss(real_logits, fake_logits)
+            opt_d.zero_grad()
+            self.manual_backward(d_loss)
+            clip_d = float(self.optim_cfg["gradient_clip_discriminator"] or 0)
+            if clip_d > 0:
+                self.clip_gradients(opt_d, gradient_clip_val=clip_d, gradient_clip_algorithm="norm")
+            opt_d.step()
+            if len(scheds) > 1:
+                scheds[1].step()
+            self.untoggle_optimizer(opt_d)
+            logs["train/d_loss"] = d_loss.detach()
+        self.generator_steps += 1
+        self.log_dict(logs, batch_size=bs)
+        self.log("train/mel_pb", terms["mel"].detach(), prog_bar=True, batch_size=bs, logger=False)
+        every = int(self.diag_cfg["every_n_steps"] or 0)
+        if every and int(self.generator_steps) % every == 0:
+            stats = codebook_stats(out["codes"].detach(), self.codec.bins)
+            self.log_dict({"train/codebook_usage": float(torch.as_tensor(stats["usage"]).float().mean()),
+                           "train/codebook_perplexity": float(torch.as_tensor(stats["perplexity"]).float().mean())},
+                          batch_size=bs)
+
+    # ----------------------------------------------------------------------------------------- evaluation
+    def _eval(self, batch: dict[str, Tensor], prefix: str, n_q: int | None = None, suffix: str = "") -> dict[str, Any]:
+        audio = batch["audio"]
+        out = self.codec(audio, n_q=n_q)
+        pred = out["audio"]
+        terms = self.reconstruction_terms(pred, audio)
+        metrics = waveform_metrics(pred, audio, self.sample_rate)
+        logs = {f"{prefix}/{k}{suffix}": v for k, v in {**terms, **metrics, "commitment": out["commitment"]}.items()}
+        logs = {k: v for k, v in logs.items() if torch.isfinite(torch.as_tensor(v)).all()}
+        self.log_dict(logs, batch_size=audio.shape[0], sync_dist=True)
+        return out
+
+    def on_validation_epoch_start(self) -> None:
+        self._usage.reset()
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        out = self._eval(batch, "val")
+        self._usage.update(out["codes"])
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_usage("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._usage.reset()
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        out = self._eval(batch, "test")
+        self._usage.update(out["codes"])
+        for bw in self.eval_bandwidths:
+            self._eval(batch, "test", n_q=self.codec.bandwidth_to_n_q(bw), suffix=f"@{bw:g}kbps")
+        if self.audio_output_dir is not None:
+            self._write_audio(batch, out["audio"])
+
+    def on_test_epoch_end(self) -> None:
+        self._log_usage("test")
+
+    def _log_usage(self, prefix: str) -> None:
+        stats = self._usage.compute()
+        if not stats:
+            return
+        logs = {f"{prefix}/codebook_usage": stats["usage_mean"], f"{prefix}/codebook_perplexity": stats["perplexity_mean"],
+                f"{prefix}/codebook_entropy_bits": stats["entropy_bits_mean"],
+                f"{prefix}/codebook_effective_percentage": stats["effective_percentage"],
+                f"{prefix}/bitrate_kbps": bitrate_kbps(self.codec.n_q, self.codec.bins, self.codec.frame_rate)}
+        for k, u in enumerate(stats["usage"]):
+            logs[f"{prefix}/codebook{k}_usage"] = u
+            logs[f"{prefix}/codebook{k}_perplexity"] = stats["perplexity"][k]
+        self.log_dict({k: float(v) for k, v in logs.items()}, sync_dist=False, rank_zero_only=True)
+
+    def _write_audio(self, batch: dict[str, Tensor], pred: Tensor) -> None:
+        for i in range(pred.shape[0]):
+            if self._written >= self.max_audio_examples:
+                return
+            name = f"{self._written:03d}_{Path(str(batch.get('source', ['x'] * pred.shape[0])[i])).stem}"
+            save_audio(self.audio_output_dir / f"{name}_output.wav", pred[i].float().clamp(-1, 1).cpu(), self.sample_rate)
+            save_audio(self.audio_output_dir / f"{name}_input.wav", batch["audio"][i].float().cpu(), self.sample_rate)
+            self._written += 1
+
+    # ----------------------------------------------------------------------------------------- probe / media
+    @torch.no_grad()
+    def probe_metrics(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """Fixed-batch metrics at full n_q: mel loss, SNR, SI-SNR, RMS ratio, peak, clipping, mel/STFT distance."""
+        audio = batch["audio"]
+        out = self.codec(audio)
+        pred = out["audio"]
+        metrics = _finite({**waveform_metrics(pred, audio, self.sample_rate), "mel": self.mel_loss(pred, audio)["loss"]})
+        if self.codec.output_scale is not None:
+            metrics["output_scale"] = float(self.codec.output_scale)
+        stats = codebook_stats(out["codes"], self.codec.bins)
+        metrics["codebook_usage"] = float(torch.as_tensor(stats["usage"]).float().mean())
+        self.probe_history.append({"step": int(self.global_step), "generator_step": int(self.generator_steps), **metrics})
+        return metrics
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["codec_probe_history"] = self.probe_history
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.probe_history = list(checkpoint.get("codec_probe_history", []))
+
+    @torch.no_grad()
+    def media(self, batch: dict[str, Tensor], n_examples: int) -> dict[str, Any]:
+        """Input vs output audio, a waveform overlay and the RMS-ratio / SNR curves so far."""
+        from audiolab.models.codec.plots import probe_curves_figure, waveform_figure
+
+        audio = batch["audio"]
+        pred = self.codec(audio)["audio"]
+        media: dict[str, Any] = {"audio": {}, "figures": {}, "arrays": {}, "sample_rate": self.sample_rate}
+        for i in range(min(n_examples, audio.shape[0])):
+            media["audio"][f"ex{i}_input"] = audio[i].float().cpu()
+            media["audio"][f"ex{i}_output"] = pred[i].float().cpu()
+            media["figures"][f"ex{i}_waveform"] = waveform_figure(audio[i].float().cpu().numpy(), pred[i].float().cpu().numpy(),
+                                                                  self.sample_rate, title=f"example {i}")
+        if self.probe_history:
+            media["figures"]["probe_curves"] = probe_curves_figure(self.probe_history)
+        return media
+
+    # ----------------------------------------------------------------------------------------- optim
+    def configure_optimizers(self):
+        gen_params = list(self.codec.parameters())
+        opt_g = instantiate(self.optim_cfg["optimizer"])(params=gen_params)
+        optimizers = [opt_g]
+        if self.discriminator is not None:
+            opt_d = instantiate(self.optim_cfg["optimizer"])(params=self.discriminator.parameters())
+            for group in opt_d.param_groups:
+                group["lr"] *= float(self.optim_cfg["discriminator_lr_scale"])
+                group["initial_lr"] = group["lr"]
+            optimizers.append(opt_d)
+        sched_cfg = self.optim_cfg.get("scheduler")
+        if not sched_cfg:
+            return optimizers
+        schedulers = [{"scheduler": instantiate(sched_cfg)(optimizer=o), "interval": "step"} for o in optimizers]
+        return optimizers, schedulers
