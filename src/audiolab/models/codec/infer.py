@@ -61,7 +61,7 @@ class _ShortInputNativeLSTM(nn.LSTM):
 
     NATIVE_MAX_STEPS = 32
 
-    def forward(self, input, hx=None):  # noqa: A002 - nn.LSTM's signature
+    def forward(self, input, hx=None):  # nn.LSTM's signature
         steps = input.shape[1 if self.batch_first else 0] if input.dim() == 3 else input.shape[0]
         if (input.device.type != "cpu" or steps > self.NATIVE_MAX_STEPS
                 or not torch.backends.mkldnn.is_available() or not torch.backends.mkldnn.enabled):
