@@ -254,3 +254,20 @@ def test_bad_n_q_and_shapes() -> None:
         rvq(torch.randn(1, D + 1, 5))
     with pytest.raises(ValueError):
         rvq.decode(torch.zeros(1, 3, 5, dtype=torch.long))
+
+
+def test_dead_code_threshold_above_uniform_usage_warns_at_first_training_batch(caplog):
+    """2 items x 200 frames over 1024 codes = 0.39 vectors per code per step < EnCodec's threshold 2: every code
+    would be replaced every step. The quantizer says so at its first training batch; 64 x 75 frames (4.7) is fine."""
+    from audiolab.nn.rvq import ResidualVectorQuantizer
+
+    rvq = ResidualVectorQuantizer(dim=4, n_q=1, bins=1024, kmeans_iters=1, threshold_ema_dead_code=2.0).train()
+    with caplog.at_level("WARNING", logger="audiolab"):
+        rvq(torch.randn(2, 4, 200))
+    assert "threshold_ema_dead_code=2" in caplog.text and "0.39" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="audiolab"):
+        rvq(torch.randn(2, 4, 200))  # inited: no second warning
+    assert caplog.text == ""
+    big = ResidualVectorQuantizer(dim=4, n_q=1, bins=1024, kmeans_iters=1, threshold_ema_dead_code=2.0).train()
+    assert not big.check_dead_code_threshold(64 * 75)

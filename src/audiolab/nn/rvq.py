@@ -34,6 +34,7 @@ vectors (``B * T``), ``C`` codebook size (``bins``).
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -43,6 +44,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 FACTORIZED_COMMITMENT = 0.25  # DAC weight of MSE(z_e, sg(z_q)) relative to the codebook loss
+log = logging.getLogger("audiolab")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -470,11 +472,29 @@ class ResidualVectorQuantizer(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             return self._forward(x.float(), n_q)
 
+    def check_dead_code_threshold(self, vectors_per_step: int) -> bool:
+        """Warn (once, at the first training batch) when the dead-code threshold is at or above the EMA cluster size
+        of a uniformly used code, ``vectors_per_step / bins``. EnCodec's threshold of 2 assumes ~4.7 (64 x 75
+        frames over 1024 codes); with small batches nearly every code is then replaced at every step and the
+        codebooks never settle (measured: 7,400 of 8,192 codes per step at 8 x 50 frames). Returns True if it warned.
+        """
+        threshold = float(self.layers[0].threshold_ema_dead_code)
+        per_code = vectors_per_step / self.bins
+        if threshold <= 0 or threshold < per_code:
+            return False
+        log.warning("threshold_ema_dead_code=%g is at or above the expected EMA cluster size of a uniformly used code "
+                    "(%d vectors per step / %d codes = %.2f): nearly every code will be replaced every step. Lower the "
+                    "threshold (e.g. %.2g) or use larger batches / longer crops.",
+                    threshold, vectors_per_step, self.bins, per_code, per_code / 8)
+        return True
+
     def _forward(self, x: Tensor, n_q: int | None) -> dict:
         b, d, t = x.shape
         if d != self.dim:
             raise ValueError(f"expected input [B, {self.dim}, T], got {tuple(x.shape)}")
         n_q_items = self._n_q_per_item(b, n_q, x.device)  # [B]
+        if self.training and not self.factorized and not bool(self.layers[0].inited):
+            self.check_dead_code_threshold(b * t)
         k_used = int(n_q_items.max())
         # Under DDP every layer must run on every rank in training so that the collectives line up.
         n_run = self.n_q if (self.training and _dist_on() and not self.factorized) else k_used

@@ -173,18 +173,3 @@ def test_missing_data_root_says_make_data(make_run_cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match="make data"):
         run(cfg)
 
-
-def test_dead_code_threshold_too_high_for_batch_warns(caplog):
-    """2 items x 200 frames over 1024 codes = 0.39 vectors per code per step < EnCodec's threshold 2."""
-    from audiolab.models.codec.module import CodecModule
-
-    m = CodecModule(sample_rate=16000, codec={"seanet": {"dimension": 8, "n_filters": 4, "ratios": [4, 2]},
-                                              "quantizer": {"n_q": 1, "bins": 1024, "threshold_ema_dead_code": 2.0}},
-                    loss={}, optim={"optimizer": {"_target_": "torch.optim.Adam", "_partial_": True}})
-    with caplog.at_level("WARNING", logger="audiolab"):
-        m._check_dead_code_threshold(torch.zeros(2, 1, 200, dtype=torch.long))
-    assert "threshold_ema_dead_code=2" in caplog.text and "0.39" in caplog.text
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="audiolab"):
-        m._check_dead_code_threshold(torch.zeros(64, 1, 75, dtype=torch.long))  # EnCodec batch: 4.7 per code
-    assert caplog.text == ""

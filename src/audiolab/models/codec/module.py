@@ -11,7 +11,6 @@ manual optimization); ``generator_steps`` (a buffer, saved in checkpoints) count
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ from audiolab.models.codec.model import Codec
 from audiolab.utils.config import plain
 
 BALANCED_TERMS = ("l1", "mel", "adv", "feat")
-log = logging.getLogger("audiolab")
 
 
 def _finite(d: dict[str, Any]) -> dict[str, float]:
@@ -111,8 +109,6 @@ class CodecModule(L.LightningModule):
 
         out = self.codec(audio)
         pred = out["audio"]
-        if batch_idx == 0 and self.current_epoch == 0:
-            self._check_dead_code_threshold(out["codes"])
         terms = self.reconstruction_terms(pred, audio)
         if adv_on:
             self.toggle_optimizer(opt_g)  # discriminator weights get no gradient from the generator step
@@ -177,19 +173,6 @@ class CodecModule(L.LightningModule):
             self.log_dict({"train/codebook_usage": float(torch.as_tensor(stats["usage"]).float().mean()),
                            "train/codebook_perplexity": float(torch.as_tensor(stats["perplexity"]).float().mean())},
                           batch_size=bs)
-
-    def _check_dead_code_threshold(self, codes: Tensor) -> None:
-        """EnCodec's threshold of 2 assumes ~4.7 vectors per code per step (64 x 75 frames / 1024 codes). With
-        small batches the EMA cluster size of a uniformly used code sits below the threshold and nearly every code
-        is replaced at every step: the codebooks never settle (measured here: 7,400 of 8,192 codes per step)."""
-        q = self.codec.quantizer
-        threshold = float(getattr(q.layers[0], "threshold_ema_dead_code", 0) or 0)  # factorized: no dead codes
-        per_code = codes.shape[0] * codes.shape[-1] / self.codec.bins
-        if threshold > 0 and threshold >= per_code:
-            log.warning("model.codec.quantizer.threshold_ema_dead_code=%g is above the expected EMA cluster size of a "
-                        "uniformly used code (%d vectors per step / %d codes = %.2f): nearly every code will be replaced "
-                        "every step. Lower the threshold (e.g. %.2g) or raise data.batch_size / data.crop_seconds.",
-                        threshold, codes.shape[0] * codes.shape[-1], self.codec.bins, per_code, per_code / 8)
 
     # ----------------------------------------------------------------------------------------- evaluation
     def _eval(self, batch: dict[str, Tensor], prefix: str, n_q: int | None = None, suffix: str = "") -> dict[str, Any]:
