@@ -76,7 +76,6 @@ class CodecModule(L.LightningModule):
         self.diag_cfg = {"every_n_steps": 500, "n_examples": 2, **diagnostics}
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
         self._usage = CodebookUsageAccumulator(self.codec.bins)
-        self.probe_history: list[dict[str, float]] = []
         # evaluate.py sets these to write decoded test audio
         self.audio_output_dir: Path | None = None
         self.max_audio_examples = 8
@@ -244,14 +243,7 @@ class CodecModule(L.LightningModule):
             metrics["output_scale"] = float(self.codec.output_scale)
         stats = codebook_stats(out["codes"], self.codec.bins)
         metrics["codebook_usage"] = float(torch.as_tensor(stats["usage"]).float().mean())
-        self.probe_history.append({"step": int(self.global_step), "generator_step": int(self.generator_steps), **metrics})
         return metrics
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["codec_probe_history"] = self.probe_history
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.probe_history = list(checkpoint.get("codec_probe_history", []))
 
     @torch.no_grad()
     def media(self, batch: dict[str, Tensor], n_examples: int) -> dict[str, Any]:
@@ -266,8 +258,10 @@ class CodecModule(L.LightningModule):
             media["audio"][f"ex{i}_output"] = pred[i].float().cpu()
             media["figures"][f"ex{i}_waveform"] = waveform_figure(audio[i].float().cpu().numpy(), pred[i].float().cpu().numpy(),
                                                                   self.sample_rate, title=f"example {i}")
-        if self.probe_history:
-            media["figures"]["probe_curves"] = probe_curves_figure(self.probe_history)
+        # the probe callback's history (restored with it on resume): SNR / RMS ratio / range over steps
+        probe = next((cb for cb in (self._trainer.callbacks if self._trainer else []) if type(cb).__name__ == "ProbeCallback"), None)
+        if probe is not None and probe.history:
+            media["figures"]["probe_curves"] = probe_curves_figure(probe.history)
         return media
 
     # ----------------------------------------------------------------------------------------- optim

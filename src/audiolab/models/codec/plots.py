@@ -34,7 +34,7 @@ def waveform_figure(target: np.ndarray, output: np.ndarray, sample_rate: int, ti
 
 def probe_curves_figure(history: Sequence[dict], runs: dict[str, Sequence[dict]] | None = None,
                         keys: Sequence[str] = ("snr_db", "si_snr_db", "rms_ratio", "output_peak")):
-    """One panel per metric against generator steps; ``runs`` overlays several named histories (A/B plots)."""
+    """One panel per metric against training steps; ``runs`` overlays several named histories (A/B plots)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,7 +45,7 @@ def probe_curves_figure(history: Sequence[dict], runs: dict[str, Sequence[dict]]
     axes = np.atleast_1d(axes)
     for ax, key in zip(axes, keys):
         for name, hist in runs.items():
-            steps = [h.get("generator_step", h.get("step")) for h in hist if key in h]
+            steps = [h["step"] for h in hist if key in h]
             vals = [h[key] for h in hist if key in h]
             ax.plot(steps, vals, marker=".", label=name)
         if key == "rms_ratio":
@@ -53,7 +53,7 @@ def probe_curves_figure(history: Sequence[dict], runs: dict[str, Sequence[dict]]
         if key == "snr_db":
             ax.axhline(15.0, color="r", lw=0.5, ls="--")
         ax.set_title(key)
-        ax.set_xlabel("generator step")
+        ax.set_xlabel("step")
     if len(runs) > 1:
         axes[0].legend(fontsize=7)
     fig.tight_layout()
