@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["content_hash", "atomic_write_bytes", "atomic_save_npz", "atomic_write_json", "HASH_CHARS"]
+__all__ = ["content_hash", "atomic_write_bytes", "atomic_save_npz", "atomic_write_json", "completed_manifest", "HASH_CHARS"]
 
 #: Number of hex characters of the SHA-1 digest used as the cache directory name.
 HASH_CHARS = 16
@@ -94,3 +94,22 @@ def atomic_save_npz(path: str | os.PathLike, **arrays: Any) -> None:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON (UTF-8, trailing newline) at ``path`` atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8"))
+
+
+def completed_manifest(cache: str | os.PathLike, on_bad_file: str) -> dict[str, Any] | None:
+    """The ``manifest.json`` of a finished preparation in ``cache`` (None if there is none yet).
+
+    A cache prepared with ``on_bad_file="skip"`` lists the files it skipped; reusing it with ``on_bad_file="error"``
+    raises for the first of them, as a fresh preparation would.
+    """
+    from audiolab.audio.io import AudioLoadError
+
+    path = Path(cache) / "manifest.json"
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text())
+    if on_bad_file == "error" and manifest.get("skipped"):
+        bad = manifest["skipped"][0]
+        raise AudioLoadError(f"{bad['path']}: {bad['reason']} (cached preparation skipped it; pass on_bad_file='skip' to accept)")
+    print(f"using cache {cache} ({len(manifest['sources'])} sources)", flush=True)
+    return manifest

@@ -49,7 +49,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from audiolab.audio.io import AudioLoadError, audio_files, load_audio
-from audiolab.data.cache import atomic_save_npz, atomic_write_bytes, atomic_write_json, content_hash
+from audiolab.data.cache import (
+    atomic_save_npz,
+    atomic_write_bytes,
+    atomic_write_json,
+    completed_manifest,
+    content_hash,
+)
 from audiolab.data.ddsp import split_sources
 
 __all__ = [
@@ -199,14 +205,7 @@ def prepare_codec(
     params = _params(sample_rate, normalize, target_lufs, dtype)
     out = Path(cache_dir).expanduser() / content_hash(files, params, root=base)
     manifest_path = out / "manifest.json"
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        if on_bad_file == "error" and manifest.get("skipped"):
-            bad = manifest["skipped"][0]
-            raise AudioLoadError(
-                f"{bad['path']}: {bad['reason']} (cached preparation skipped it; pass on_bad_file='skip' to accept)"
-            )
-        print(f"using cache {out} ({len(manifest['sources'])} sources)", flush=True)
+    if completed_manifest(out, on_bad_file) is not None:
         return out
 
     from tqdm.auto import tqdm

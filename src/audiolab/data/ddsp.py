@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from audiolab.audio.features import a_weighted_loudness
 from audiolab.audio.io import AudioLoadError, audio_files, load_audio
 from audiolab.audio.pitch import estimate_f0
-from audiolab.data.cache import atomic_save_npz, atomic_write_json, content_hash
+from audiolab.data.cache import atomic_save_npz, atomic_write_json, completed_manifest, content_hash
 
 __all__ = [
     "EMBEDDED",
@@ -254,15 +254,7 @@ def prepare_ddsp(
     params = _feature_params(sample_rate, frame_rate, crepe_model)
     out = _cache_path(files, base, Path(cache_dir).expanduser(), params)
     manifest_path = out / "manifest.json"
-
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        if on_bad_file == "error" and manifest.get("skipped"):
-            bad = manifest["skipped"][0]
-            raise AudioLoadError(
-                f"{bad['path']}: {bad['reason']} (cached preparation skipped it; pass on_bad_file='skip' to accept)"
-            )
-        print(f"using cache {out} ({len(manifest['sources'])} sources)", flush=True)
+    if completed_manifest(out, on_bad_file) is not None:
         return out
 
     from tqdm.auto import tqdm
