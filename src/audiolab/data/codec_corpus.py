@@ -315,26 +315,13 @@ def _write_poly_midi(notes: Sequence, program: int, path: Path) -> None:
     """One-track MIDI on channel 0 with ``program``, notes as given (overlaps allowed), no controller curves."""
     import mido
 
-    from audiolab.assets.ddsp_demo.render import TEMPO_US, TICKS_PER_BEAT
+    from audiolab.assets.ddsp_demo.render import save_midi_events
 
     events = []
     for n in notes:
         events.append((n.start, 1, mido.Message("note_on", note=int(n.pitch), velocity=int(n.velocity))))
         events.append((n.end, 0, mido.Message("note_off", note=int(n.pitch), velocity=0)))
-    events.sort(key=lambda e: (e[0], e[1]))
-    mid = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
-    track = mido.MidiTrack()
-    mid.tracks.append(track)
-    track.append(mido.MetaMessage("set_tempo", tempo=TEMPO_US, time=0))
-    track.append(mido.Message("program_change", program=program, time=0))
-    track.append(mido.Message("control_change", control=7, value=100, time=0))
-    last = 0
-    for sec, _, msg in events:
-        tick = int(round(mido.second2tick(sec, TICKS_PER_BEAT, TEMPO_US)))
-        track.append(msg.copy(time=tick - last))
-        last = tick
-    track.append(mido.MetaMessage("end_of_track", time=0))
-    mid.save(str(path))
+    save_midi_events(path, events, program)
 
 
 def _render_phrase(out: Path, kind: str, program: int, seconds: float, seed: int, soundfont: Path) -> None:

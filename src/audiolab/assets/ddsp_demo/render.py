@@ -158,17 +158,23 @@ def write_midi(notes: list[Note], program: int, path: Path, seed: int) -> None:
                 events.append((n.start + i * (n.end - n.start) / k, 1, mido.Message("control_change", control=11, value=int(v))))
         events.append((n.start, 2, mido.Message("note_on", note=n.pitch, velocity=n.velocity)))
         events.append((n.end, 0, mido.Message("note_off", note=n.pitch, velocity=0)))
-    events.sort(key=lambda e: (e[0], e[1]))
+    save_midi_events(path, events, program, initial_controls=((7, 100), (11, 100)))
+
+
+def save_midi_events(path: Path, events: list, program: int, initial_controls=((7, 100),)) -> None:
+    """One-track MIDI on channel 0: tempo, ``program``, the ``(control, value)`` pairs at time 0, then ``events``
+    (``(seconds, order, mido message)``, sorted by time then order: note_off before note_on at the same time)."""
+    import mido
 
     mid = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
     track = mido.MidiTrack()
     mid.tracks.append(track)
     track.append(mido.MetaMessage("set_tempo", tempo=TEMPO_US, time=0))
     track.append(mido.Message("program_change", program=program, time=0))
-    track.append(mido.Message("control_change", control=7, value=100, time=0))
-    track.append(mido.Message("control_change", control=11, value=100, time=0))
+    for control, value in initial_controls:
+        track.append(mido.Message("control_change", control=control, value=value, time=0))
     last_tick = 0
-    for sec, _, msg in events:
+    for sec, _, msg in sorted(events, key=lambda e: (e[0], e[1])):
         tick = int(round(mido.second2tick(sec, TICKS_PER_BEAT, TEMPO_US)))
         track.append(msg.copy(time=tick - last_tick))
         last_tick = tick
