@@ -66,7 +66,7 @@ SOURCES: tuple[str, ...] = ("flite", "asterisk", "fluidsynth", "sonicpi")
 FLITE_VOICES: tuple[str, ...] = ("kal16", "awb", "rms", "slt")
 FLITE_RATE = 16000
 SENTENCES_PER_VOICE = 40
-ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en")
+ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 ASTERISK_RATE = 16000
 #: Asterisk prompts that are not speech (tones and beeps); the ``silence`` folder is skipped as a whole.
 ASTERISK_EXCLUDE = frozenset({"beep", "beeperr", "ascending-2tone", "descending-2tone"})
@@ -245,7 +245,7 @@ def _plan_flite(seed: int, max_per_source: int | None) -> list[_Job]:
 def _plan_asterisk(max_per_source: int | None, asterisk_dir: Path = ASTERISK_DIR) -> list[_Job]:
     if not asterisk_dir.is_dir():
         raise CorpusError(f"{asterisk_dir} not found: apt-get install asterisk-core-sounds-en-g722 (make data)")
-    src_dir = asterisk_dir.resolve()  # `en` is an alternatives symlink to en_US_f_Allison
+    src_dir = asterisk_dir.resolve()
     files = sorted(
         p for p in src_dir.rglob("*.g722")
         if p.stem not in ASTERISK_EXCLUDE and not (set(p.relative_to(src_dir).parts[:-1]) & ASTERISK_EXCLUDE_DIRS)
