@@ -91,6 +91,7 @@ class TokenLMModule(L.LightningModule):
         self._train_ce_sum, self._train_ce_n = 0.0, 0
         self._train_probe_batch: dict[str, Any] | None = None
         self._warned_tags: set[str] = set()
+        self._codec_missing_logged = False
 
     # ----------------------------------------------------------------------------------------- conditioning
     @property
@@ -254,13 +255,27 @@ class TokenLMModule(L.LightningModule):
 
     # ----------------------------------------------------------------------------------------- media
     def demo_codec(self):
-        """The frozen codec for decoding demos (``model.codec``), loaded once; ``None`` without one."""
+        """The frozen codec for decoding demos (``model.codec``: a path, ``auto`` = the token manifest's
+        checkpoint, or null), loaded once; ``None`` without one."""
         if self._codec is None and self.codec_path:
+            from pathlib import Path
+
             from audiolab.models.tokenlm.codec_io import load_codec_for_tokens
 
             dm = self.trainer.datamodule if self._trainer is not None else None
-            rate = getattr(getattr(dm, "tokens", None), "frame_rate", None)
-            self._codec = load_codec_for_tokens(self.codec_path, self.lm.n_q, self.lm.card, rate, self.device)
+            tokens = getattr(dm, "tokens", None)
+            path = self.codec_path
+            if path == "auto":  # the checkpoint that made the tokens, if it is still there
+                path = (tokens.manifest.get("checkpoint") if tokens is not None else None) or ""
+                if not path or not Path(path).exists():
+                    if not self._codec_missing_logged:
+                        log.info("model.codec=auto: the token manifest names no existing codec checkpoint (%r); "
+                                 "demos are token plots only", path or None)
+                        self._codec_missing_logged = True
+                    return None
+            rate = getattr(tokens, "frame_rate", None)
+            # through __dict__: nn.Module.__setattr__ would register it as a submodule (state_dict, EMA, .to())
+            self.__dict__["_codec"] = load_codec_for_tokens(path, self.lm.n_q, self.lm.card, rate, self.device)
         return self._codec
 
     @torch.no_grad()

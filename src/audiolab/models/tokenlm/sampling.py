@@ -64,7 +64,8 @@ def sample_logits(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_
 def _entropy(logits: Tensor) -> Tensor:
     """Natural-log entropy of ``softmax(logits)`` along the last axis."""
     logp = logits.float().log_softmax(dim=-1)
-    return -(logp.exp() * logp).sum(dim=-1)
+    p = logp.exp()
+    return -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(dim=-1)  # masked (-inf) logits add 0, not NaN
 
 
 @torch.no_grad()
