@@ -14,6 +14,7 @@ RECIPES = {
     "ddsp": "audiolab.data.ddsp:prepare_main",
     "codec_corpus": "audiolab.data.codec_corpus:main",
     "codec_tokens": "audiolab.models.codec.tokens:prepare_main",
+    "tokenlm_music": "audiolab.models.tokenlm.music_set:main",
 }
 
 

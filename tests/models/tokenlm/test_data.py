@@ -103,8 +103,13 @@ def test_splits_ladder_overfit_and_short_files(tmp_path):
     of = _dm(root, overfit_file=4)
     assert of.train_files == of.val_files == [of.tokens.files[4]]
     assert set(_starts(of, 0) + _starts(of, 7)) == {0}
-    # tags from the source folders
+    # tags from the source folders; a tag filter keeps a subset of the same split
     assert full.tokens.files[1].tags == ["melodic"]
+    wide = _dm(root, val_fraction=0.4)
+    mel = _dm(root, val_fraction=0.4, include_tags=["melodic"])
+    assert set(mel.val_files) <= set(wide.val_files) and set(mel.train_files) <= set(wide.train_files)
+    assert mel.val_files and mel.train_files
+    assert all(f.tags == ["melodic"] for f in mel.train_files + mel.val_files)
     # short files: skipped with a warning, or refused
     tokens = np.zeros((3, 215), dtype=np.int16)
     files = [{"source": "long.wav", "offset": 0, "n_frames": 200}, {"source": "short.wav", "offset": 200, "n_frames": 15}]

@@ -49,10 +49,51 @@ def test_experiment_trains_debug_fast(make_run_cfg, tmp_path, token_dir, experim
         assert col in header, col
 
 
-def test_evaluate_reproduces_test_metric(make_run_cfg, tmp_path, token_dir):
-    result = run(_cfg(make_run_cfg, tmp_path, token_dir, "tokenlm_delay"))
+@pytest.fixture(scope="module")
+def delay_run(compose_run, tmp_path_factory, token_dir):
+    out = tmp_path_factory.mktemp("tokenlm_delay_run")
+    cfg = compose_run(["experiment=tokenlm_delay", "debug=fast", f"data.root={token_dir}", "model.card=16",
+                       "data.crop_frames=24"], out)
+    return out, run(cfg)
+
+
+def test_evaluate_reproduces_test_metric(delay_run, tmp_path):
+    _, result = delay_run
     ev = evaluate(result["tested_checkpoint"], tmp_path / "eval", accelerator="cpu")
     assert ev["metrics"]["test/ce"] == pytest.approx(result["test/ce"], rel=1e-5)
+
+
+def test_generate_cli_writes_wav_and_sidecar(delay_run, tmp_path, token_dir, caplog):
+    import logging
+
+    import soundfile as sf
+
+    from audiolab.models.tokenlm.generate import main
+
+    out_dir, _ = delay_run
+    prompt = next((token_dir.parent).glob("tokenlm_audio*/melodic/piano/*.wav"))
+    with caplog.at_level(logging.WARNING, logger="audiolab"):
+        side = main([f"ckpt={out_dir}", "tags=melodic,piano", "seconds=0.02", "temperature=0.7", "top_k=5",
+                     "cfg_scale=3", "seed=1", f"prompt={prompt}", "prompt_seconds=0.005", "n=2",
+                     f"out={tmp_path / 'gen.wav'}"])
+    wavs = [tmp_path / "gen_0.wav", tmp_path / "gen_1.wav"]
+    for w in wavs:
+        audio, sr = sf.read(str(w))
+        assert sr == 16000 and len(audio) == 40 * 8  # 0.02 s at 2000 Hz frames, hop 8
+    meta = json.loads((tmp_path / "gen.json").read_text())
+    assert meta == side
+    for key, value in (("cfg_scale", 3.0), ("seed", 1), ("top_k", 5), ("temperature", 0.7), ("frames", 40),
+                       ("prompt_frames", 10), ("tags", ["melodic", "piano"]), ("n", 2)):
+        assert meta[key] == value, key
+    assert meta["trained_unconditional_frac"] == 0.2 and meta["warnings"] == []
+    # same seed -> same audio; the prompt's codes are kept
+    again = main([f"ckpt={out_dir}", "tags=melodic,piano", "seconds=0.02", "temperature=0.7", "top_k=5",
+                  "cfg_scale=3", "seed=1", f"prompt={prompt}", "prompt_seconds=0.005", "n=2",
+                  f"out={tmp_path / 'again.wav'}"])
+    assert again["lengths_frames"] == side["lengths_frames"]
+    assert (sf.read(str(tmp_path / "again_0.wav"))[0] == sf.read(str(wavs[0]))[0]).all()
+    with pytest.raises(SystemExit, match="not in the model's vocabulary"):
+        main([f"ckpt={out_dir}", "tags=dubstep", "seconds=0.01", f"out={tmp_path / 'x.wav'}"])
 
 
 def test_model_data_mismatch_is_named(make_run_cfg, tmp_path, token_dir):

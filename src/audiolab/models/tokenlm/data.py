@@ -261,6 +261,8 @@ class TokenDataModule(L.LightningDataModule):
         crop_mode: ``random`` (default) or ``first`` (the users' bug, on purpose).
         max_train_files: use only the first N training files (a data-size ladder; nested: 1 ⊂ 10 ⊂ 40).
         overfit_file: a file index or ``source`` to train and validate on alone (first window).
+        include_tags: keep only files carrying one of these tags, *after* the split (so a filtered evaluation of a
+            checkpoint sees a subset of the same held-out files, e.g. ``[melodic]`` vs ``[percussive]``).
         seed: crop seed.
         card: expected codebook size (``None`` = manifest).
     """
@@ -269,7 +271,8 @@ class TokenDataModule(L.LightningDataModule):
                  num_workers: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 0,
                  crops_per_epoch: int | None = None, val_crops_per_file: int = 2, min_segment_ratio: float = 0.8,
                  on_short: str = "skip", crop_mode: str = "random", max_train_files: int | None = None,
-                 overfit_file: int | str | None = None, seed: int = 0, card: int | None = None) -> None:
+                 overfit_file: int | str | None = None, include_tags: list[str] | None = None, seed: int = 0,
+                 card: int | None = None) -> None:
         super().__init__()
         if on_short not in ("skip", "error"):
             raise ValueError(f"data.on_short must be 'skip' or 'error', got {on_short!r}")
@@ -281,6 +284,7 @@ class TokenDataModule(L.LightningDataModule):
         self.crops_per_epoch, self.val_crops_per_file = crops_per_epoch, int(val_crops_per_file)
         self.min_segment_ratio, self.on_short, self.crop_mode = float(min_segment_ratio), on_short, crop_mode
         self.max_train_files, self.overfit_file, self.seed, self.card = max_train_files, overfit_file, int(seed), card
+        self.include_tags = [str(t) for t in include_tags] if include_tags else None
         self.tokens: TokenSet | None = None
         self.stats: dict[str, Any] = {}
 
@@ -320,6 +324,13 @@ class TokenDataModule(L.LightningDataModule):
                 raise TokenDataError(f"{self.tokens.path}: no training file left after the split ({len(files)} files)")
             if self.max_train_files:
                 self.train_files = self.train_files[: int(self.max_train_files)]
+            if self.include_tags:
+                keep = set(self.include_tags)
+                self.train_files, self.val_files, self.test_files = (
+                    [f for f in fs if keep & set(f.tags)] for fs in (self.train_files, self.val_files, self.test_files))
+                if not self.train_files or not self.val_files:
+                    raise TokenDataError(f"{self.tokens.path}: data.include_tags={self.include_tags} leaves "
+                                         f"{len(self.train_files)} train / {len(self.val_files)} val files")
             if not self.val_files:  # one file: validate on it (an overfit in all but name)
                 self.val_files = self.test_files = self.train_files
         train_frames = sum(f.n_frames for f in self.train_files)
