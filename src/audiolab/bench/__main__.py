@@ -10,8 +10,8 @@ import sys
 
 # family -> (module with ``main(argv) -> int``, one-line description)
 FAMILIES: dict[str, tuple[str, str]] = {
-    "ddsp": ("audiolab.bench.ddsp", "DDSP train step per backbone, bf16, synth real-time factor, loss vs auraloss"),
-    "codec": ("audiolab.bench.codec", "codec params and encode/decode real-time factor vs the encodec package"),
+    "ddsp": ("audiolab.models.ddsp.bench", "DDSP train step per backbone, bf16, synth real-time factor, loss vs auraloss"),
+    "codec": ("audiolab.models.codec.bench", "codec params and encode/decode real-time factor vs the encodec package"),
 }
 
 

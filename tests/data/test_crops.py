@@ -16,9 +16,9 @@ import pytest
 import soundfile as sf
 import torch
 
-import audiolab.data.codec as codec
+import audiolab.data.crops as codec
 from audiolab.audio.io import AudioLoadError
-from audiolab.data.codec import AudioCropDataModule, EpochSampler, prepare_codec, split_by_category
+from audiolab.data.crops import AudioCropDataModule, EpochSampler, prepare_codec, split_by_category
 
 SR = 8000  # datamodule rate in most tests: small arrays, fast resampling
 
@@ -277,7 +277,7 @@ def test_bad_hyperparameters_name_the_key(tmp_path):
 
 @pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed (apt-get install flite)")
 def test_flite_smoke(tmp_path):
-    from audiolab.data.codec_corpus import render_flite
+    from audiolab.models.codec.corpus import render_flite
 
     out = tmp_path / "one.wav"
     render_flite("The quick brown fox jumps over the lazy dog.", "slt", out)
@@ -288,7 +288,7 @@ def test_flite_smoke(tmp_path):
 
 
 def test_corpus_missing_tool_names_the_package(tmp_path, monkeypatch):
-    import audiolab.data.codec_corpus as cc
+    import audiolab.models.codec.corpus as cc
 
     monkeypatch.setattr(cc.shutil, "which", lambda name: None)
     with pytest.raises(cc.CorpusError, match=r"flite not found: apt-get install flite \(make data\)"):

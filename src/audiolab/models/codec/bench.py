@@ -140,7 +140,7 @@ def _free(device: torch.device) -> None:
 def _no_downloads() -> Iterator[None]:
     """``torch.hub`` download functions raise inside the block (the peer must be built from random weights)."""
     def refuse(*args, **kwargs):
-        raise RuntimeError("audiolab.bench.codec: a download was attempted while building the peer model")
+        raise RuntimeError("audiolab.models.codec.bench: a download was attempted while building the peer model")
 
     saved = torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file
     torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file = refuse, refuse
@@ -346,7 +346,7 @@ def bench_memory(s: Settings, runners: dict[str, Runner], x: Tensor, device: tor
     out = {}
     for k in runners:
         _log(f"  memory probe {k} (subprocess)")
-        cmd = [sys.executable, "-m", "audiolab.bench.codec", "--memory-probe", k, "--seconds", str(s.seconds),
+        cmd = [sys.executable, "-m", "audiolab.models.codec.bench", "--memory-probe", k, "--seconds", str(s.seconds),
                "--seed", str(s.seed), "--threads", str(s.threads[0])]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio, signal_noise_ratio
 
-from audiolab.metrics.codec import (
+from audiolab.metrics.waveform import (
     CodebookUsageAccumulator,
     bitrate_kbps,
     clipped_fraction,
@@ -224,7 +224,7 @@ def test_accumulator_all_reduces_under_ddp(tmp_path: Path):
     script = textwrap.dedent(
         """
         import json, sys, torch, torch.distributed as dist
-        from audiolab.metrics.codec import CodebookUsageAccumulator
+        from audiolab.metrics.waveform import CodebookUsageAccumulator
         rank, init = int(sys.argv[1]), sys.argv[2]
         dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
         acc = CodebookUsageAccumulator(8)

@@ -56,7 +56,7 @@ from audiolab.data.cache import (
     completed_manifest,
     content_hash,
 )
-from audiolab.data.ddsp import split_sources
+from audiolab.models.ddsp.data import split_sources
 
 __all__ = [
     "CODEC_VERSION",
@@ -302,7 +302,7 @@ def split_by_category(
 
     Files are grouped (``folder_file``: one group per file; ``folder_subfolder``: one group per second-level
     folder, e.g. one speaker / voice / instrument) and the groups of each category are split with
-    :func:`audiolab.data.ddsp.split_sources` (seeded permutation; ``max(1, round(n * fraction))`` val and test
+    :func:`audiolab.models.ddsp.data.split_sources` (seeded permutation; ``max(1, round(n * fraction))`` val and test
     groups when the category has >= 3 groups, so every such category is in every split). The seed of a
     category is ``seed + crc32(category)``: adding a category does not reshuffle the others. A category with
     a single group goes to train only (warning); with two groups: 1 train, 1 val, test = val (warning).

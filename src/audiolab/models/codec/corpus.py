@@ -22,7 +22,7 @@ Sources (``sources=`` selects a subset, comma-separated; default all):
   beep/tone prompts are left out), one professional US English female voice. Prompts in sub-folders are
   flattened (``digits/1.g722`` -> ``digits__1.wav``).
 - ``fluidsynth``: :data:`PHRASES_PER_KIND` phrases of 8-10 s for each of piano (GM 0), guitar (24), violin (40),
-  cello (42), flute (73) (monophonic legato melodies composed by :func:`audiolab.assets.ddsp_demo.render.compose`)
+  cello (42), flute (73) (monophonic legato melodies composed by :func:`audiolab.audio.midi.compose`)
   and a polyphonic piano chord progression, rendered with reverb and chorus off at 24 kHz.
 - ``sonicpi``: ``loop_*``, ``ambi_*`` and ``guit_*`` samples, copied unchanged (file names kept).
 
@@ -265,7 +265,7 @@ def _plan_asterisk(max_per_source: int | None, asterisk_dir: Path = ASTERISK_DIR
 
 
 def _midi_kinds():
-    from audiolab.assets.ddsp_demo.render import FLUTE, VIOLIN, InstrumentSpec
+    from audiolab.audio.midi import FLUTE, VIOLIN, InstrumentSpec
 
     piano = InstrumentSpec("piano", 0, low=48, high=84, core_low=55, core_high=79, scale_root=0)
     guitar = InstrumentSpec("guitar", 24, low=40, high=76, core_low=45, core_high=69, scale_root=4)
@@ -283,9 +283,9 @@ def compose_chords(seconds: float, seed: int) -> list:
 
     Each bar (1.6-2.4 s) holds a close-position triad in the middle register, a bass note an octave below the
     root and a right-hand line of 2-4 chord/scale tones on top; velocities vary per bar and per note.
-    Returns a list of :class:`audiolab.assets.ddsp_demo.render.Note` (times in seconds).
+    Returns a list of :class:`audiolab.audio.midi.Note` (times in seconds).
     """
-    from audiolab.assets.ddsp_demo.render import Note
+    from audiolab.audio.midi import Note
 
     rng = np.random.default_rng(seed)
     key = 48 + int(rng.integers(0, 12))
@@ -315,7 +315,7 @@ def _write_poly_midi(notes: Sequence, program: int, path: Path) -> None:
     """One-track MIDI on channel 0 with ``program``, notes as given (overlaps allowed), no controller curves."""
     import mido
 
-    from audiolab.assets.ddsp_demo.render import save_midi_events
+    from audiolab.audio.midi import save_midi_events
 
     events = []
     for n in notes:
@@ -326,7 +326,7 @@ def _write_poly_midi(notes: Sequence, program: int, path: Path) -> None:
 
 def _render_phrase(out: Path, kind: str, program: int, seconds: float, seed: int, soundfont: Path) -> None:
     """Compose (seeded), write MIDI, render with fluidsynth at 24 kHz, downmix, trim and save ``out`` (atomic)."""
-    from audiolab.assets.ddsp_demo.render import compose, render_wav, to_mono_trimmed, write_midi
+    from audiolab.audio.midi import compose, render_wav, to_mono_trimmed, write_midi
 
     with tempfile.TemporaryDirectory() as tmp:
         midi = Path(tmp) / "phrase.mid"

@@ -13,8 +13,8 @@ Layout written under ``--out`` (default: the folder of this file)::
 
 Re-render (needs ``fluidsynth`` and ``/usr/share/sounds/sf2/FluidR3_GM.sf2``)::
 
-    python -m audiolab.assets.ddsp_demo.render            # write everything
-    python -m audiolab.assets.ddsp_demo.render --verify   # + pitch check of rendered f0 against the MIDI notes
+    python -m audiolab.audio.midi            # write everything
+    python -m audiolab.audio.midi --verify   # + pitch check of rendered f0 against the MIDI notes
 
 Rendering is deterministic: a rerun with the same fluidsynth/soundfont gives identical audio.
 """
@@ -38,7 +38,7 @@ TEMPO_US = 500_000  # 120 bpm: one beat = 0.5 s
 # Fixed make-up gain (+12 dB) applied to every render: fluidsynth at -g 0.8 peaks around 0.1-0.2 for a single
 # voice. One constant for all files keeps the relative dynamics between files intact.
 MAKEUP_GAIN = 4.0
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "assets" / "ddsp_demo"
 
 
 @dataclass(frozen=True)
@@ -295,7 +295,7 @@ def verify_pitch(out: Path = HERE, notes_per_file: int = 6, max_files: int | Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m audiolab.assets.ddsp_demo.render [--out DIR] [--soundfont SF2] [--verify]``."""
+    """CLI: ``python -m audiolab.audio.midi [--out DIR] [--soundfont SF2] [--verify]``."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=HERE)
     p.add_argument("--soundfont", type=Path, default=DEFAULT_SOUNDFONT)

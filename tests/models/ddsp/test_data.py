@@ -15,10 +15,10 @@ import pytest
 import soundfile as sf
 import torch
 
-import audiolab.data.ddsp as ddsp
+import audiolab.models.ddsp.data as ddsp
 from audiolab.audio.io import AudioLoadError
 from audiolab.data.cache import atomic_save_npz, atomic_write_json, content_hash
-from audiolab.data.ddsp import (
+from audiolab.models.ddsp.data import (
     DDSPDataModule,
     DDSPDataset,
     embedded_root,

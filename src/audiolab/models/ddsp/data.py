@@ -58,7 +58,7 @@ _ON_BAD_FILE = ("error", "skip")
 
 def embedded_root() -> Path:
     """Folder of the embedded violin demo audio (``audiolab/assets/ddsp_demo/audio/violin``)."""
-    return Path(__file__).resolve().parent.parent / "assets" / "ddsp_demo" / "audio" / "violin"
+    return Path(__file__).resolve().parents[2] / "assets" / "ddsp_demo" / "audio" / "violin"
 
 
 def embedded_pitch_dir() -> Path:
