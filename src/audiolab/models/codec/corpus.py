@@ -47,6 +47,18 @@ import numpy as np
 import soundfile as sf
 
 from audiolab.audio.io import AUDIO_EXTENSIONS, save_audio
+from audiolab.audio.midi import (
+    FLUTE,
+    MAJOR,
+    VIOLIN,
+    InstrumentSpec,
+    Note,
+    compose,
+    render_wav,
+    save_midi_events,
+    to_mono_trimmed,
+    write_midi,
+)
 from audiolab.data.cache import atomic_write_bytes, atomic_write_json
 
 __all__ = [
@@ -265,8 +277,6 @@ def _plan_asterisk(max_per_source: int | None, asterisk_dir: Path = ASTERISK_DIR
 
 
 def _midi_kinds():
-    from audiolab.audio.midi import FLUTE, VIOLIN, InstrumentSpec
-
     piano = InstrumentSpec("piano", 0, low=48, high=84, core_low=55, core_high=79, scale_root=0)
     guitar = InstrumentSpec("guitar", 24, low=40, high=76, core_low=45, core_high=69, scale_root=4)
     cello = InstrumentSpec("cello", 42, low=36, high=72, core_low=41, core_high=64, scale_root=2)
@@ -275,7 +285,6 @@ def _midi_kinds():
 
 # Diatonic chord progressions (scale degrees, 0-based) for the polyphonic piano phrases.
 _PROGRESSIONS = ((0, 5, 3, 4), (0, 3, 4, 0), (5, 3, 0, 4), (0, 4, 5, 3), (1, 4, 0, 0), (0, 2, 3, 4))
-_MAJOR = (0, 2, 4, 5, 7, 9, 11)
 
 
 def compose_chords(seconds: float, seed: int) -> list:
@@ -285,8 +294,6 @@ def compose_chords(seconds: float, seed: int) -> list:
     root and a right-hand line of 2-4 chord/scale tones on top; velocities vary per bar and per note.
     Returns a list of :class:`audiolab.audio.midi.Note` (times in seconds).
     """
-    from audiolab.audio.midi import Note
-
     rng = np.random.default_rng(seed)
     key = 48 + int(rng.integers(0, 12))
     prog = _PROGRESSIONS[int(rng.integers(len(_PROGRESSIONS)))]
@@ -295,7 +302,7 @@ def compose_chords(seconds: float, seed: int) -> list:
     t, i = 0.05, 0
     while t < seconds - 0.5:
         deg = prog[i % len(prog)]
-        triad = [key + 12 + _MAJOR[(deg + k) % 7] + 12 * ((deg + k) // 7) for k in (0, 2, 4)]
+        triad = [key + 12 + MAJOR[(deg + k) % 7] + 12 * ((deg + k) // 7) for k in (0, 2, 4)]
         end = min(t + bar, seconds)
         vel = int(rng.integers(55, 100))
         notes.append(Note(triad[0] - 12, round(t, 4), round(end, 4), min(127, vel + 10)))
@@ -315,7 +322,6 @@ def _write_poly_midi(notes: Sequence, program: int, path: Path) -> None:
     """One-track MIDI on channel 0 with ``program``, notes as given (overlaps allowed), no controller curves."""
     import mido
 
-    from audiolab.audio.midi import save_midi_events
 
     events = []
     for n in notes:
@@ -326,8 +332,6 @@ def _write_poly_midi(notes: Sequence, program: int, path: Path) -> None:
 
 def _render_phrase(out: Path, kind: str, program: int, seconds: float, seed: int, soundfont: Path) -> None:
     """Compose (seeded), write MIDI, render with fluidsynth at 24 kHz, downmix, trim and save ``out`` (atomic)."""
-    from audiolab.audio.midi import compose, render_wav, to_mono_trimmed, write_midi
-
     with tempfile.TemporaryDirectory() as tmp:
         midi = Path(tmp) / "phrase.mid"
         if kind == "piano_chords":
