@@ -14,7 +14,6 @@ has ``F = T // hop`` frames (the extra centre-padded loudness frame is dropped).
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from audiolab.audio.features import a_weighted_loudness
 from audiolab.audio.io import AudioLoadError, audio_files, load_audio
 from audiolab.audio.pitch import estimate_f0
 from audiolab.data.cache import atomic_save_npz, atomic_write_json, completed_manifest, content_hash
+from audiolab.data.splits import split_sources
 
 __all__ = [
     "EMBEDDED",
@@ -423,45 +423,6 @@ class DDSPDataset(Dataset):
             "source": name,
             "offset": int(start),
         }
-
-
-def split_sources(
-    names: Sequence[str], val_fraction: float, test_fraction: float, seed: int, *, allow_single: bool = False
-) -> dict[str, list[str]]:
-    """Deterministic split of source names into ``train``/``val``/``test``.
-
-    Seeded permutation of the sorted names; ``n_val = max(1, round(n * val_fraction))`` and likewise for test
-    when ``n >= 3`` (train keeps at least one source). With 2 sources: 1 train, 1 val, test = val (warning).
-    With 1 source: error unless ``allow_single`` (then train = val = test).
-    """
-    names = sorted(names)
-    n = len(names)
-    if n == 0:
-        raise ValueError("no sources to split")
-    if n == 1:
-        if not allow_single:
-            raise ValueError(
-                f"only 1 source file ({names[0]!r}): need >= 2 for a train/val split by file "
-                "(or use overfit_batches > 0)"
-            )
-        return {"train": names, "val": names, "test": names}
-    order = np.random.default_rng(seed).permutation(n)
-    shuffled = [names[i] for i in order]
-    if n == 2:
-        warnings.warn("only 2 source files: 1 train, 1 val, and test reuses the val file", stacklevel=2)
-        return {"train": shuffled[:1], "val": shuffled[1:], "test": shuffled[1:]}
-    n_val = max(1, int(math.floor(n * val_fraction + 0.5)))
-    n_test = max(1, int(math.floor(n * test_fraction + 0.5)))
-    while n - n_val - n_test < 1:
-        if n_val >= n_test and n_val > 1:
-            n_val -= 1
-        else:
-            n_test -= 1
-    return {
-        "val": sorted(shuffled[:n_val]),
-        "test": sorted(shuffled[n_val : n_val + n_test]),
-        "train": sorted(shuffled[n_val + n_test :]),
-    }
 
 
 class DDSPDataModule(L.LightningDataModule):
