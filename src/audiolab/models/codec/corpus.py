@@ -60,6 +60,7 @@ from audiolab.audio.midi import (
     write_midi,
 )
 from audiolab.data.cache import atomic_write_bytes, atomic_write_json
+from audiolab.data.cli import NULLS, boolean, comma_list, optional, parse_key_values
 
 __all__ = [
     "SOURCES",
@@ -519,34 +520,23 @@ def build_corpus(
 
 
 # -- CLI -------------------------------------------------------------------------------------------------------
+_CLI_KEYS: dict[str, Callable[[str], Any]] = {
+    "out_dir": str,
+    "max_per_source": optional(int, nulls=(*NULLS, "all")),
+    "sources": comma_list,
+    "seed": int,
+    "phrases_per_kind": int,
+    "progress": boolean,
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     """CLI: ``python -m audiolab.prepare codec_corpus [out_dir=data/codec_corpus] [max_per_source=N|none]
     [sources=flite,asterisk,fluidsynth,sonicpi] [seed=0] [phrases_per_kind=4] [progress=true]``."""
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
-    keys = ("out_dir", "max_per_source", "sources", "seed", "phrases_per_kind", "progress")
-    kwargs: dict[str, Any] = {}
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("-").replace("-", "_")
-        if not sep or key not in keys:
-            raise SystemExit(f"prepare codec_corpus: bad argument {arg!r} (key=value with keys: {', '.join(keys)})")
-        try:
-            if key == "max_per_source":
-                kwargs[key] = None if value.lower() in ("", "none", "null", "all") else int(value)
-            elif key in ("seed", "phrases_per_kind"):
-                kwargs[key] = int(value)
-            elif key == "sources":
-                kwargs[key] = tuple(s.strip() for s in value.split(",") if s.strip())
-            elif key == "progress":
-                if value.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-                    raise ValueError(f"expected a boolean, got {value!r}")
-                kwargs[key] = value.lower() in ("1", "true", "yes", "on")
-            else:
-                kwargs[key] = value
-        except ValueError as exc:
-            raise SystemExit(f"prepare codec_corpus: bad value for {key}: {exc}") from exc
+    kwargs = parse_key_values(args, _CLI_KEYS, recipe="codec_corpus")
     try:
         build_corpus(**kwargs)
     except CorpusError as exc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from audiolab.audio.features import a_weighted_loudness
 from audiolab.audio.io import AudioLoadError, audio_files, load_audio
 from audiolab.audio.pitch import estimate_f0
 from audiolab.data.cache import atomic_save_npz, atomic_write_json, completed_manifest, content_hash
+from audiolab.data.cli import boolean, optional, parse_key_values
 from audiolab.data.splits import split_sources
 
 __all__ = [
@@ -591,15 +592,15 @@ class DDSPDataModule(L.LightningDataModule):
 
 
 # -- CLI -------------------------------------------------------------------------------------------------
-_CLI_TYPES: dict[str, type] = {
+_CLI_KEYS: dict[str, Callable[[str], Any]] = {
     "input_dir": str,
     "cache_dir": str,
     "sample_rate": int,
     "frame_rate": int,
     "crepe_model": str,
     "on_bad_file": str,
-    "device": str,
-    "progress": bool,
+    "device": optional(str),
+    "progress": boolean,
 }
 
 
@@ -608,35 +609,15 @@ def default_cache_dir() -> str:
     return os.path.join(os.environ.get("AUDIOLAB_ROOT", "."), ".cache", "audiolab", "ddsp")
 
 
-def _parse_bool(v: str) -> bool:
-    if v.lower() in ("1", "true", "yes", "on"):
-        return True
-    if v.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected a boolean, got {v!r}")
-
-
 def prepare_main(argv: list[str]) -> None:
     """CLI: ``python -m audiolab.prepare ddsp input_dir=DIR [cache_dir=DIR] [sample_rate=16000] [frame_rate=250]
     [crepe_model=full|tiny] [on_bad_file=error|skip] [device=cuda] [progress=true]``.
 
     ``input_dir=embedded`` prepares the embedded violin demo; ``cache_dir`` defaults to :func:`default_cache_dir`
     (``$AUDIOLAB_ROOT/.cache/audiolab/ddsp``, the training config's default).
-    Prints the cache folder. Raises SystemExit(2) with a message naming the key on a bad argument.
+    Prints the cache folder. A bad argument is a one-line SystemExit naming the key (:mod:`audiolab.data.cli`).
     """
-    kwargs: dict[str, Any] = {}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("-").replace("-", "_")
-        if not sep:
-            raise SystemExit(f"prepare ddsp: expected key=value, got {arg!r} (keys: {', '.join(_CLI_TYPES)})")
-        if key not in _CLI_TYPES:
-            raise SystemExit(f"prepare ddsp: unknown key {key!r} (keys: {', '.join(_CLI_TYPES)})")
-        try:
-            typ = _CLI_TYPES[key]
-            kwargs[key] = _parse_bool(value) if typ is bool else (None if value.lower() in ("", "null", "none") and key == "device" else typ(value))
-        except ValueError as exc:
-            raise SystemExit(f"prepare ddsp: bad value for {key}: {exc}") from exc
+    kwargs = parse_key_values(argv, _CLI_KEYS, recipe="ddsp")
     if "input_dir" not in kwargs:
         raise SystemExit("prepare ddsp: input_dir=... is required (a folder of audio files, or 'embedded')")
     input_dir = kwargs.pop("input_dir")
