@@ -45,10 +45,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import Dataset, Sampler
 
 from audiolab.audio.io import AudioLoadError, audio_files, load_audio
 from audiolab.data.cache import (
@@ -58,6 +57,7 @@ from audiolab.data.cache import (
     completed_manifest,
     content_hash,
 )
+from audiolab.data.module import CachedSplitDataModule, check_hparams, split_fraction_checks
 from audiolab.data.splits import SPLIT_BY, category_of, split_by_category
 
 __all__ = [
@@ -438,7 +438,7 @@ class EpochSampler(Sampler[int]):
 
 
 # -- datamodule ------------------------------------------------------------------------------------------------
-class AudioCropDataModule(L.LightningDataModule):
+class AudioCropDataModule(CachedSplitDataModule):
     """Lightning datamodule of fixed-length crops from a folder of mixed audio.
 
     ``prepare_data`` builds/reuses the cache (:func:`prepare_audio_cache`); ``setup`` drops files shorter than one crop
@@ -478,7 +478,7 @@ class AudioCropDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        checks = [
+        check_hparams([
             ("sample_rate", sample_rate, int(sample_rate) > 0, "a positive integer (Hz)"),
             ("crop_seconds", crop_seconds, crop_seconds > 0 and round(crop_seconds * sample_rate) >= 1, "> 0"),
             ("batch_size", batch_size, batch_size >= 1, ">= 1"),
@@ -486,18 +486,9 @@ class AudioCropDataModule(L.LightningDataModule):
             ("crops_per_epoch", crops_per_epoch, crops_per_epoch is None or crops_per_epoch >= 1, "null or >= 1"),
             ("val_crops_per_file", val_crops_per_file, val_crops_per_file >= 1, ">= 1"),
             ("overfit_batches", overfit_batches, overfit_batches >= 0, ">= 0"),
-            ("val_fraction", val_fraction, 0.0 <= val_fraction < 1.0, "in [0, 1)"),
-            ("test_fraction", test_fraction, 0.0 <= test_fraction < 1.0, "in [0, 1)"),
-        ]
-        for key, value, ok, want in checks:
-            if not ok:
-                raise ValueError(f"{key} must be {want}, got {value}")
-        if val_fraction + test_fraction >= 1.0:
-            raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
-        for key, value, allowed in (("split_by", split_by, SPLIT_BY), ("normalize", normalize, _NORMALIZE),
-                                    ("on_bad_file", on_bad_file, _ON_BAD_FILE), ("storage_dtype", storage_dtype, _DTYPES)):
-            if value not in allowed:
-                raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
+            *split_fraction_checks(val_fraction, test_fraction),
+        ], [("split_by", split_by, SPLIT_BY), ("normalize", normalize, _NORMALIZE),
+            ("on_bad_file", on_bad_file, _ON_BAD_FILE), ("storage_dtype", storage_dtype, _DTYPES)])
         self.root = root
         self.cache_dir = cache_dir
         self.sample_rate = int(sample_rate)
@@ -516,13 +507,7 @@ class AudioCropDataModule(L.LightningDataModule):
         self.on_bad_file = on_bad_file
         self.overfit_batches = int(overfit_batches)
         self.storage_dtype = storage_dtype
-        self.cache_path: Path | None = None
-        self.splits: dict[str, list[str]] = {}
         self.too_short: list[str] = []
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: Dataset | None = None
-        self.train_sampler: EpochSampler | None = None
         self.split_manifest_path: Path | None = None
 
     @property
@@ -534,10 +519,6 @@ class AudioCropDataModule(L.LightningDataModule):
         return prepare_audio_cache(self.root, self.cache_dir, sample_rate=self.sample_rate, normalize=self.normalize,
                                    target_lufs=self.target_lufs, on_bad_file=self.on_bad_file,
                                    dtype=self.storage_dtype, progress=progress, root_hint=self.root_hint)
-
-    def prepare_data(self) -> None:
-        """Build or reuse the cache (Lightning calls this on local rank 0 only)."""
-        self.cache_path = self._prepare(progress=True)
 
     def setup(self, stage: str | None = None) -> None:
         """Split the files and build the datasets (idempotent)."""
@@ -603,29 +584,3 @@ class AudioCropDataModule(L.LightningDataModule):
         if not path.is_file() or path.read_bytes() != data:
             atomic_write_bytes(path, data)
         self.split_manifest_path = path
-
-    def _loader(self, ds: Dataset | None, sampler: Sampler | None = None) -> DataLoader:
-        if ds is None:
-            raise RuntimeError("AudioCropDataModule.setup() must run before requesting a dataloader")
-        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, shuffle=False, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
-                          drop_last=False)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.train_sampler if self.overfit_batches == 0 else None)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set)
-
-    def probe_batch(self, n: int = 4) -> dict[str, Any]:
-        """The first ``n`` validation crops (fixed; categories interleaved): ``{"audio": [n, T], "source": [str]}``."""
-        if self.val_set is None:
-            self.setup("fit")
-        assert self.val_set is not None
-        k = min(int(n), len(self.val_set))
-        if k == 0:
-            raise ValueError("probe_batch: the validation split has no crops")
-        return default_collate([self.val_set[i] for i in range(k)])

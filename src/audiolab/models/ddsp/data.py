@@ -20,16 +20,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+from torch.utils.data import Dataset, Subset
 
 from audiolab.audio.features import a_weighted_loudness
 from audiolab.audio.io import AudioLoadError, audio_files, load_audio
 from audiolab.audio.pitch import estimate_f0
 from audiolab.data.cache import atomic_save_npz, atomic_write_json, completed_manifest, content_hash
 from audiolab.data.cli import boolean, optional, parse_key_values
+from audiolab.data.module import CachedSplitDataModule, check_hparams, split_fraction_checks
 from audiolab.data.splits import split_sources
 
 __all__ = [
@@ -426,7 +426,7 @@ class DDSPDataset(Dataset):
         }
 
 
-class DDSPDataModule(L.LightningDataModule):
+class DDSPDataModule(CachedSplitDataModule):
     """Lightning datamodule for DDSP training on a folder of monophonic recordings.
 
     ``prepare_data`` computes/reuses the feature cache (:func:`prepare_ddsp`); ``setup`` splits the sources
@@ -467,21 +467,12 @@ class DDSPDataModule(L.LightningDataModule):
                     f"{key}={sec}: {key} * sample_rate ({n:g} samples) must be a positive multiple of the "
                     f"hop ({hop} samples = sample_rate // frame_rate)"
                 )
-        if on_bad_file not in _ON_BAD_FILE:
-            raise ValueError(f"on_bad_file must be one of {_ON_BAD_FILE}, got {on_bad_file!r}")
-        if crepe_model not in _CREPE_MODELS:
-            raise ValueError(f"crepe_model must be one of {_CREPE_MODELS}, got {crepe_model!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-        if overfit_batches < 0:
-            raise ValueError(f"overfit_batches must be >= 0, got {overfit_batches}")
-        for key, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0.0 <= frac < 1.0:
-                raise ValueError(f"{key} must be in [0, 1), got {frac}")
-        if val_fraction + test_fraction >= 1.0:
-            raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+        check_hparams(
+            [("batch_size", batch_size, batch_size >= 1, ">= 1"), ("num_workers", num_workers, num_workers >= 0, ">= 0"),
+             ("overfit_batches", overfit_batches, overfit_batches >= 0, ">= 0"),
+             *split_fraction_checks(val_fraction, test_fraction)],
+            [("on_bad_file", on_bad_file, _ON_BAD_FILE), ("crepe_model", crepe_model, _CREPE_MODELS)],
+        )
         self.root = root
         self.cache_dir = cache_dir
         self.sample_rate = int(sample_rate)
@@ -497,11 +488,6 @@ class DDSPDataModule(L.LightningDataModule):
         self.overfit_batches = int(overfit_batches)
         self.on_bad_file = on_bad_file
         self.device = device
-        self.cache_path: Path | None = None
-        self.splits: dict[str, list[str]] = {}
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: Dataset | None = None
 
     # -- shapes ------------------------------------------------------------------------------------------
     @property
@@ -525,10 +511,6 @@ class DDSPDataModule(L.LightningDataModule):
             self.root, self.cache_dir, sample_rate=self.sample_rate, frame_rate=self.frame_rate,
             crepe_model=self.crepe_model, on_bad_file=self.on_bad_file, device=self.device, progress=progress,
         )
-
-    def prepare_data(self) -> None:
-        """Compute or reuse the feature cache (Lightning calls this on local rank 0 only)."""
-        self.cache_path = self._prepare(progress=True)
 
     def setup(self, stage: str | None = None) -> None:
         """Split sources by file and build the datasets (idempotent)."""
@@ -561,34 +543,6 @@ class DDSPDataModule(L.LightningDataModule):
         for key in ("val", "test"):
             if len(getattr(self, f"{key}_set")) == 0:
                 warnings.warn(f"DDSPDataModule: the {key} split {self.splits[key]} has no examples", stacklevel=2)
-
-    def _loader(self, ds: Dataset | None, shuffle: bool) -> DataLoader:
-        if ds is None:
-            raise RuntimeError("DDSPDataModule.setup() must run before requesting a dataloader")
-        gen = torch.Generator().manual_seed(self.split_seed) if shuffle else None
-        return DataLoader(
-            ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(), drop_last=False,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=self.overfit_batches == 0)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
-
-    def probe_batch(self, n: int = 4) -> dict[str, Any]:
-        """Collated batch of the first ``n`` validation examples (fewer if the split is smaller); fixed order."""
-        if self.val_set is None:
-            self.setup("fit")
-        assert self.val_set is not None
-        k = min(int(n), len(self.val_set))
-        if k == 0:
-            raise ValueError("probe_batch: the validation split has no examples")
-        return default_collate([self.val_set[i] for i in range(k)])
 
 
 # -- CLI -------------------------------------------------------------------------------------------------
