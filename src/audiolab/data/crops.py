@@ -56,6 +56,7 @@ from audiolab.data.cache import (
     atomic_write_json,
     completed_manifest,
     content_hash,
+    skip_bad_file,
 )
 from audiolab.data.module import CachedSplitDataModule, check_hparams, split_fraction_checks
 from audiolab.data.splits import SPLIT_BY, category_of, split_by_category
@@ -218,10 +219,7 @@ def prepare_audio_cache(
             try:
                 audio = load_audio(path, int(sample_rate)).numpy()
             except AudioLoadError as exc:
-                if on_bad_file == "error":
-                    raise
-                warnings.warn(f"skipping bad audio file {path}: {exc}", stacklevel=2)
-                skipped.append({"file": rel, "path": str(path), "reason": str(exc)})
+                skip_bad_file(exc, path, rel, on_bad_file, skipped)
                 continue
             lufs, gain_db = None, 0.0
             if normalize == "loudness":
@@ -524,9 +522,7 @@ class AudioCropDataModule(CachedSplitDataModule):
         """Split the files and build the datasets (idempotent)."""
         if self.train_set is not None:
             return
-        if self.cache_path is None:  # other ranks, or setup() called directly: the cache lookup is cheap
-            self.cache_path = self._prepare(progress=False)
-        manifest = json.loads((self.cache_path / "manifest.json").read_text())
+        manifest = self._cache_manifest()
         T = self.n_samples
         entries = manifest["sources"]
         self.too_short = [e["file"] for e in entries if e["n_samples"] < T]

@@ -9,6 +9,7 @@ and :func:`check_hparams` for one-line errors naming the bad key.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,13 @@ class CachedSplitDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Build or reuse the cache (Lightning calls this on local rank 0 only)."""
         self.cache_path = self._prepare(progress=True)
+
+    def _cache_manifest(self) -> dict[str, Any]:
+        """The cache's ``manifest.json``; on ranks where ``prepare_data`` did not run (or when ``setup`` is called
+        directly) the cache is looked up first, which is cheap once it exists."""
+        if self.cache_path is None:
+            self.cache_path = self._prepare(progress=False)
+        return json.loads((self.cache_path / "manifest.json").read_text())
 
     def _loader(self, ds: Dataset | None, *, shuffle: bool = False, sampler: Sampler | None = None) -> DataLoader:
         if ds is None:

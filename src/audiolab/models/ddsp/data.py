@@ -27,7 +27,13 @@ from torch.utils.data import Dataset, Subset
 from audiolab.audio.features import a_weighted_loudness
 from audiolab.audio.io import AudioLoadError, audio_files, load_audio
 from audiolab.audio.pitch import estimate_f0
-from audiolab.data.cache import atomic_save_npz, atomic_write_json, completed_manifest, content_hash
+from audiolab.data.cache import (
+    atomic_save_npz,
+    atomic_write_json,
+    completed_manifest,
+    content_hash,
+    skip_bad_file,
+)
 from audiolab.data.cli import boolean, optional, parse_key_values
 from audiolab.data.module import CachedSplitDataModule, check_hparams, split_fraction_checks
 from audiolab.data.splits import split_sources
@@ -279,10 +285,7 @@ def prepare_ddsp(
                 if audio.shape[0] // hop == 0:
                     raise AudioLoadError(f"audio file {str(path)!r} is shorter than one frame ({hop} samples)")
             except AudioLoadError as exc:
-                if on_bad_file == "error":
-                    raise
-                warnings.warn(f"skipping bad audio file {path}: {exc}", stacklevel=2)
-                skipped.append({"file": rel, "path": str(path), "reason": str(exc)})
+                skip_bad_file(exc, path, rel, on_bad_file, skipped)
                 continue
             sidecar = pitch_sidecar_path(pitch_dir, source, crepe_model) if pitch_dir else None
             feats = compute_features(audio, sample_rate, frame_rate, crepe_model=crepe_model, device=device,
@@ -516,9 +519,7 @@ class DDSPDataModule(CachedSplitDataModule):
         """Split sources by file and build the datasets (idempotent)."""
         if self.train_set is not None:
             return
-        if self.cache_path is None:  # other ranks, or setup() called directly: the cache lookup is cheap
-            self.cache_path = self._prepare(progress=False)
-        manifest = json.loads((self.cache_path / "manifest.json").read_text())
+        manifest = self._cache_manifest()
         names = [s["source"] for s in manifest["sources"]]
         overfit = self.overfit_batches > 0
         self.splits = split_sources(names, self.val_fraction, self.test_fraction, self.split_seed,
