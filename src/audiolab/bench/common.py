@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,9 @@ import torch
 
 __all__ = [
     "PeakMemory",
+    "BenchSettings",
     "apply_overrides",
+    "result_header",
     "base_parser",
     "csv_list",
     "free_memory",
@@ -261,3 +264,18 @@ def write_result(result: dict, out: str | Path, markdown: Callable[[dict], str])
     print(markdown(result))
     print(f"JSON: {out}")
     return out
+
+
+@dataclass
+class BenchSettings:
+    """Settings every family benchmark has; a family's ``Settings`` dataclass extends it."""
+
+    device: str = "cpu"
+    quick: bool = False
+    seed: int = 0
+
+
+def result_header(benchmark: str, schema_version: int, device: torch.device) -> dict:
+    """First keys of every result JSON: ``benchmark``, ``schema_version``, ``date`` (UTC), ``device``."""
+    return {"benchmark": benchmark, "schema_version": schema_version, "date": utc_now(),
+            "device": device_description(device)}

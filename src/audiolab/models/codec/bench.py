@@ -60,20 +60,20 @@ import torch
 from torch import Tensor, nn
 
 from audiolab.bench.common import (
+    BenchSettings,
     PeakMemory,
     apply_overrides,
     base_parser,
     csv_list,
-    device_description,
     environment,
     free_memory,
     log,
     maxrss_bytes,
     package_version,
     resolve_device,
+    result_header,
     sync,
     time_interleaved,
-    utc_now,
     write_result,
 )
 from audiolab.models.codec.infer import StreamingDecoder, StreamingEncoder, prepare_for_inference
@@ -101,10 +101,7 @@ STREAM_MODELS = ("ours", "ours_prepared")
 
 
 @dataclass
-class Settings:
-    device: str = "cpu"
-    quick: bool = False
-    seed: int = 0
+class Settings(BenchSettings):
     threads: list[int] = field(default_factory=lambda: [1, 2])
     seconds: float = 10.0
     warmup: int = 1
@@ -618,10 +615,7 @@ def run(s: Settings) -> dict:
     xw = make_input(_samples(s.stream_warmup_seconds, stream_unit), s.seed + 2, device)
 
     result: dict = {
-        "benchmark": "codec",
-        "schema_version": SCHEMA_VERSION,
-        "date": utc_now(),
-        "device": device_description(device),
+        **result_header("codec", SCHEMA_VERSION, device),
         "environment": {**environment(device), "encodec": package_version("encodec"),
                         "load_average_1_5_15min": _load_average()},
         "settings": {**asdict(s), "n_q": n_q, "bandwidth_kbps": BANDWIDTH_KBPS, "frame_rate": ours.frame_rate,

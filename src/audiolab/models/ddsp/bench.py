@@ -32,22 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from audiolab.bench.common import (
-    PeakMemory,
-    apply_overrides,
-    base_parser,
-    csv_list,
-    device_description,
-    environment,
-    free_memory,
-    log,
-    package_version,
-    resolve_device,
-    time_fn,
-    time_interleaved,
-    utc_now,
-    write_result,
-)
+from audiolab.bench import common
 from audiolab.dsp import FilteredNoise, HarmonicSynth
 from audiolab.losses.spectral import MultiScaleSpectralLoss, auraloss_equivalent
 
@@ -64,10 +49,7 @@ SYNTH_HARMONICS, SYNTH_NOISE_BANDS = 60, 65
 
 
 @dataclass
-class Settings:
-    device: str = "cpu"
-    quick: bool = False
-    seed: int = 0
+class Settings(common.BenchSettings):
     threads: int | None = None
     sections: list[str] = field(default_factory=lambda: list(SECTIONS))
     # train_step
@@ -217,11 +199,11 @@ def _train_step_case(cfg: dict, batch: int, seconds: float, device: torch.device
         opt.step()
         return loss
 
-    with PeakMemory(device) as mem:
+    with common.PeakMemory(device) as mem:
         first_loss = float(step().detach())  # first step (counted in the warmup), checks the step is sane
         if not math.isfinite(first_loss):
             raise RuntimeError(f"non-finite loss {first_loss} in the first training step")
-        timing = time_fn(step, device, warmup=max(0, warmup - 1), repeats=repeats)
+        timing = common.time_fn(step, device, warmup=max(0, warmup - 1), repeats=repeats)
     timing["warmup"] = max(1, warmup)
     med_s = timing["median_ms"] / 1e3
     audio_s = batch * n_samples / sr
@@ -259,10 +241,10 @@ def bench_train_step(s: Settings, device: torch.device, configs: dict[str, dict]
         "backbones": {},
     }
     for b in s.backbones:
-        log("ddsp", f"train_step {b}: B={s.batch_size} x {s.example_seconds} s, warmup {s.warmup}, repeats {s.repeats}")
+        common.log("ddsp", f"train_step {b}: B={s.batch_size} x {s.example_seconds} s, warmup {s.warmup}, repeats {s.repeats}")
         out["backbones"][b] = _train_step_case(configs[b], s.batch_size, s.example_seconds, device, s.warmup,
                                                s.repeats, s.seed)
-        free_memory(device)
+        common.free_memory(device)
     return out
 
 
@@ -282,7 +264,7 @@ def bench_bf16(s: Settings, device: torch.device, configs: dict[str, dict]) -> d
             continue
         row: dict = {}
         for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-            log("ddsp", f"bf16 section {b} {name}: B={s.bf16_batch_size} x {s.bf16_example_seconds} s")
+            common.log("ddsp", f"bf16 section {b} {name}: B={s.bf16_batch_size} x {s.bf16_example_seconds} s")
             try:
                 r = _train_step_case(configs[b], s.bf16_batch_size, s.bf16_example_seconds, device, s.warmup,
                                      s.repeats, s.seed, autocast_dtype=dtype)
@@ -290,7 +272,7 @@ def bench_bf16(s: Settings, device: torch.device, configs: dict[str, dict]) -> d
                                                "first_loss", "peak_memory", "timing")}
             except (RuntimeError, NotImplementedError) as e:  # e.g. an op without a bf16 kernel
                 row[name] = {"error": f"{type(e).__name__}: {e}"}
-            free_memory(device)
+            common.free_memory(device)
         if "ms_per_step" in row.get("fp32", {}) and "ms_per_step" in row.get("bf16", {}):
             row["speedup_vs_fp32"] = row["fp32"]["ms_per_step"] / row["bf16"]["ms_per_step"]
         out["backbones"][b] = row
@@ -326,9 +308,9 @@ def bench_synth_render(s: Settings, device: torch.device, sample_rate: int, fram
         def render(f0=f0, amp=amp, dist=dist, mags=mags, n=n) -> Tensor:
             return harm(f0, amp, dist, n) + noise(mags, n)
 
-        log("ddsp", f"synth_render {seconds} s: warmup {s.synth_warmup}, repeats {s.synth_repeats}")
-        with torch.inference_mode(), PeakMemory(device) as mem:
-            timing = time_fn(render, device, warmup=s.synth_warmup, repeats=s.synth_repeats)
+        common.log("ddsp", f"synth_render {seconds} s: warmup {s.synth_warmup}, repeats {s.synth_repeats}")
+        with torch.inference_mode(), common.PeakMemory(device) as mem:
+            timing = common.time_fn(render, device, warmup=s.synth_warmup, repeats=s.synth_repeats)
         audio_s = n / sample_rate
         out["renders"][f"{audio_s:g}s"] = {
             "audio_seconds": audio_s,
@@ -339,7 +321,7 @@ def bench_synth_render(s: Settings, device: torch.device, sample_rate: int, fram
             "timing": timing,
         }
         del f0, amp, dist, mags, render
-        free_memory(device)
+        common.free_memory(device)
     return out
 
 
@@ -381,10 +363,10 @@ def bench_spectral_loss(s: Settings, device: torch.device) -> dict:
 
         return run
 
-    log("ddsp", f"spectral_loss_vs_auraloss: B={shape[0]}, T={shape[1]}, warmup {s.loss_warmup}, repeats {s.loss_repeats}")
-    t = time_interleaved({"ours": fwd_bwd(ours_loss), "auraloss": fwd_bwd(aura_loss)}, device,
+    common.log("ddsp", f"spectral_loss_vs_auraloss: B={shape[0]}, T={shape[1]}, warmup {s.loss_warmup}, repeats {s.loss_repeats}")
+    t = common.time_interleaved({"ours": fwd_bwd(ours_loss), "auraloss": fwd_bwd(aura_loss)}, device,
                          warmup=s.loss_warmup, repeats=s.loss_repeats)
-    version = package_version("auraloss") or "unknown"
+    version = common.package_version("auraloss") or "unknown"
     return {
         "peer": f"auraloss.freq.MultiResolutionSTFTLoss {version}",
         "batch_size": shape[0],
@@ -461,7 +443,7 @@ def run(s: Settings) -> dict:
     """Run the selected sections; returns the JSON-able result (sections not run say ``skipped``)."""
     if s.threads:
         torch.set_num_threads(int(s.threads))
-    device = resolve_device(s.device)
+    device = common.resolve_device(s.device)
     bad = [b for b in s.backbones if b not in BACKBONES]
     if bad:
         raise SystemExit(f"unknown backbone(s) {bad}; choose from {list(BACKBONES)}")
@@ -474,11 +456,8 @@ def run(s: Settings) -> dict:
     configs = experiment_model_configs(needed)
     any_cfg = next(iter(configs.values()))
     result: dict = {
-        "benchmark": "ddsp",
-        "schema_version": SCHEMA_VERSION,
-        "date": utc_now(),
-        "device": device_description(device),
-        "environment": {**environment(device), "auraloss": package_version("auraloss")},
+        **common.result_header("ddsp", SCHEMA_VERSION, device),
+        "environment": {**common.environment(device), "auraloss": common.package_version("auraloss")},
         "settings": {**asdict(s), "model_configs": configs},
     }
     for name in SECTIONS:
@@ -495,10 +474,10 @@ def run(s: Settings) -> dict:
 
 
 def parse_args(argv: list[str] | None) -> tuple[Settings, Path]:
-    p = base_parser("ddsp", __doc__.split("\n\n")[0], DEFAULT_OUT, "tiny sizes and repetition counts (smoke run)")
+    p = common.base_parser("ddsp", __doc__.split("\n\n")[0], DEFAULT_OUT, "tiny sizes and repetition counts (smoke run)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave torch's default)")
-    p.add_argument("--sections", type=csv_list, default=None, help=f"comma list of {','.join(SECTIONS)} (default all)")
-    p.add_argument("--backbones", type=csv_list, default=None, help=f"comma list of {','.join(BACKBONES)}")
+    p.add_argument("--sections", type=common.csv_list, default=None, help=f"comma list of {','.join(SECTIONS)} (default all)")
+    p.add_argument("--backbones", type=common.csv_list, default=None, help=f"comma list of {','.join(BACKBONES)}")
     p.add_argument("--batch-size", type=int, default=None, help="train_step batch size")
     p.add_argument("--seconds", type=float, default=None, help="train_step example length in seconds")
     p.add_argument("--warmup", type=int, default=None, help="train_step / bf16 warmup steps")
@@ -506,7 +485,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path]:
     p.add_argument("--force-bf16", action="store_true", help="run the bf16 section on CPU too (autocast cpu)")
     p.add_argument("--bf16-batch-size", type=int, default=None)
     p.add_argument("--bf16-seconds", type=float, default=None)
-    p.add_argument("--synth-seconds", type=lambda x: csv_list(x, float), default=None,
+    p.add_argument("--synth-seconds", type=lambda x: common.csv_list(x, float), default=None,
                    help="comma list of render lengths in seconds (default 4,60)")
     p.add_argument("--synth-warmup", type=int, default=None)
     p.add_argument("--synth-repeats", type=int, default=None)
@@ -525,13 +504,13 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path]:
         "loss_batch_size": a.loss_batch_size, "loss_samples": a.loss_samples,
         "loss_warmup": a.loss_warmup, "loss_repeats": a.loss_repeats,
     }  # fmt: skip
-    return apply_overrides(s, overrides), Path(a.out)
+    return common.apply_overrides(s, overrides), Path(a.out)
 
 
 def main(argv: list[str] | None = None) -> int:
     s, out = parse_args(argv)
     result = run(s)
-    write_result(result, out, markdown)
+    common.write_result(result, out, markdown)
     sl = result["spectral_loss_vs_auraloss"]
     if "values_match" in sl and not sl["values_match"]:
         print(f"FAIL: spectral loss differs from auraloss by {sl['abs_diff']:.3e} (rel {sl['rel_diff']:.3e}) "
