@@ -396,7 +396,7 @@ _SOURCE_DIRS = {"flite": [f"speech/flite_{v}" for v in FLITE_VOICES], "asterisk"
 
 ATTRIBUTION = """# Attribution — codec corpus
 
-Built by `python -m audiolab.prepare codec_corpus` (src/audiolab/data/codec_corpus.py) from Debian packages.
+Built by `python -m audiolab.prepare codec_corpus` (src/audiolab/models/codec/corpus.py) from Debian packages.
 Not redistributed with audiolab; rebuild it with `make data`.
 
 | folder | origin | licence |
