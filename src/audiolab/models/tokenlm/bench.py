@@ -9,22 +9,30 @@ Also a training-step time at the configured crop.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
-from audiolab.bench.common import device_description, environment, package_version, resolve_device, time_interleaved, utc_now
+from audiolab.bench.common import (
+    BenchSettings,
+    apply_overrides,
+    base_parser,
+    environment,
+    package_version,
+    resolve_device,
+    result_header,
+    time_fn,
+    time_interleaved,
+    write_result,
+)
 
 DEFAULT_OUT = "experiments/tokenlm_delay/bench.json"
+SCHEMA_VERSION = 1
 
 
 @dataclass
-class Settings:
-    device: str = "cpu"
+class Settings(BenchSettings):
     threads: int = 1
     n_q: int = 4
     card: int = 1024
@@ -40,7 +48,6 @@ class Settings:
     train_batch: int = 8
     train_frames: int = 250
     peer: bool = True
-    seed: int = 0
 
 
 def _ours(s: Settings, device: torch.device):
@@ -86,9 +93,8 @@ def run(s: Settings) -> dict:
 
     fns = {"ours_kv_cache": ours_fn(True, 1.0), "ours_kv_cache_cfg": ours_fn(True, s.cfg_scale),
            "ours_no_cache": ours_fn(False, 1.0)}
-    result: dict = {"benchmark": "tokenlm", "date": utc_now(), "device": device_description(device),
-                    "environment": environment(device), "settings": asdict(s),
-                    "parameters": {"ours": _params(ours)}}
+    result: dict = {**result_header("tokenlm", SCHEMA_VERSION, device), "environment": environment(device),
+                    "settings": asdict(s), "parameters": {"ours": _params(ours)}}
     peer = None
     if s.peer:
         try:
@@ -133,8 +139,6 @@ def run(s: Settings) -> dict:
 
 def _train_step(s: Settings, lm, device: torch.device) -> dict:
     """Forward + backward + AdamW step at ``train_batch`` x ``train_frames`` (the CPU study's crop)."""
-    from audiolab.bench.common import time_fn
-
     lm = lm.train()
     codes = torch.randint(0, s.card, (s.train_batch, s.n_q, s.train_frames), device=device)
     seq = lm.pattern.build(codes)
@@ -168,37 +172,29 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None) -> tuple[Settings, Path]:
-    p = argparse.ArgumentParser(prog="python -m audiolab.bench tokenlm", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat (smoke run)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=DEFAULT_OUT)
-    for name in ("threads", "frames", "batch", "d_model", "layers", "heads", "n_q", "card", "warmup", "repeats",
-                 "train_batch", "train_frames", "seed"):
+INT_OPTIONS = ("threads", "frames", "batch", "d_model", "layers", "heads", "n_q", "card", "warmup", "repeats",
+               "train_batch", "train_frames")
+
+
+def parse_args(argv: list[str] | None) -> tuple[Settings, str]:
+    p = base_parser("tokenlm", __doc__.split("\n\n")[0], DEFAULT_OUT, "tiny sizes, 1 repeat (smoke run)")
+    for name in INT_OPTIONS:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
     p.add_argument("--cfg-scale", type=float, default=None)
     p.add_argument("--no-peer", action="store_true", help="skip the transformers MusicGen comparison")
     a = p.parse_args(argv)
-    s = Settings(device=a.device)
+    s = Settings(device=a.device, quick=a.quick)
     if a.quick:
-        s = Settings(device=a.device, d_model=32, layers=1, heads=2, card=64, frames=16, warmup=0, repeats=1,
-                     train_batch=2, train_frames=16)
-    for name in ("threads", "frames", "batch", "d_model", "layers", "heads", "n_q", "card", "warmup", "repeats",
-                 "train_batch", "train_frames", "seed", "cfg_scale"):
-        v = getattr(a, name)
-        if v is not None:
-            setattr(s, name, v)
+        s = Settings(device=a.device, quick=True, d_model=32, layers=1, heads=2, card=64, frames=16, warmup=0,
+                     repeats=1, train_batch=2, train_frames=16)
+    apply_overrides(s, {name: getattr(a, name) for name in (*INT_OPTIONS, "seed", "cfg_scale")})
     s.peer = not a.no_peer
-    return s, Path(a.out)
+    return s, a.out
 
 
 def main(argv: list[str] | None = None) -> int:
     s, out = parse_args(argv)
-    result = run(s)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(markdown(result))
-    print(f"JSON: {out}")
+    write_result(run(s), out, markdown)
     return 0
 
 

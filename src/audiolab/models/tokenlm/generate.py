@@ -153,16 +153,13 @@ class _Collect(logging.Handler):
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from audiolab.data.cli import parse_key_values
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         raise SystemExit(0 if argv else 2)
-    opts: dict[str, str] = {}
-    for arg in argv:
-        k, sep, v = arg.partition("=")
-        if not sep or k not in KEYS:
-            raise SystemExit(f"generate: expected key=value with key in {', '.join(KEYS)}; got {arg!r}")
-        opts[k] = v
+    opts = parse_key_values(argv, {k: str for k in KEYS}, recipe="tokenlm generate", required=("ckpt",))
     torch.set_grad_enabled(False)
     return run_generate(opts)
 

@@ -18,7 +18,6 @@ fresh machine never fails for lack of a trained codec (``make tokenlm-data`` tra
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -136,7 +135,7 @@ def _render(events: list, program: int, out: Path, seconds: float, sample_rate: 
     """Write MIDI, render with fluidsynth, downmix, cut to ``seconds``, save ``out`` atomically. -> duration (s)."""
     import mido
 
-    from audiolab.assets.ddsp_demo.render import render_wav, save_midi_events, to_mono_trimmed
+    from audiolab.audio.midi import render_wav, save_midi_events, to_mono_trimmed
 
     if kit is not None:  # select the drum kit on the drum channel before any note
         events = [(0.0, -1, mido.Message("program_change", channel=DRUM_CHANNEL, program=kit))] + list(events)
@@ -243,23 +242,20 @@ ATTRIBUTION = """# tokenlm_music: sources and licences
 
 
 def main(argv: list[str]) -> None:
-    keys = ("out_dir", "codec", "melodies", "grooves", "seconds", "sample_rate", "sonicpi", "seed", "device")
-    opts: dict[str, str] = {}
-    for arg in argv:
-        k, sep, v = arg.partition("=")
-        if not sep or k not in keys:
-            raise SystemExit(f"tokenlm_music: expected key=value with key in {', '.join(keys)}; got {arg!r}")
-        opts[k] = v
+    from audiolab.data.cli import boolean, optional, parse_key_values
+
+    opts = parse_key_values(argv, {"out_dir": str, "codec": optional(str), "melodies": int, "grooves": int,
+                                   "seconds": float, "sample_rate": int, "sonicpi": boolean, "seed": int,
+                                   "device": str}, recipe="tokenlm_music")
     out = Path(opts.get("out_dir", "data/tokenlm_music"))
-    audio = build_music_set(out, int(opts.get("melodies", 48)), int(opts.get("grooves", 36)),
-                            float(opts.get("seconds", 12.0)), int(opts.get("sample_rate", 16000)),
-                            opts.get("sonicpi", "true").lower() in ("1", "true", "yes"), int(opts.get("seed", 0)))
+    audio = build_music_set(out, opts.get("melodies", 48), opts.get("grooves", 36), opts.get("seconds", 12.0),
+                            opts.get("sample_rate", 16000), opts.get("sonicpi", True), opts.get("seed", 0))
     codec = opts.get("codec")
-    if codec and codec not in ("null", "none"):
+    if codec:
         from audiolab.models.codec.tokens import export_tokens
 
         if not Path(codec).exists():
-            raise SystemExit(f"tokenlm_music: codec={codec!r} does not exist (train one: `make tokenlm-codec`)")
+            raise SystemExit(f"prepare tokenlm_music: codec={codec!r} does not exist (train one: `make tokenlm-codec`)")
         export_tokens(codec, str(audio), str(out / "tokens"), chunk_seconds=0, device=opts.get("device", "cpu"))
     else:
         log.info("no codec= given: audio only. Tokenize with `python -m audiolab.prepare tokenlm_music codec=CKPT` "
