@@ -154,6 +154,26 @@ def test_epoch_end_detected_with_limit_train_batches():
     assert all(e["opt"] == "g" for e in m.events) and len(m.events) == 6
 
 
+def test_clipping_under_fp16_loss_scaling():
+    """With a GradScaler (16-mixed) the gradients are still scaled when GANStep clips; the clip must act on the
+    unscaled norm: at step time (after Lightning's unscale) the norms equal the configured clip values."""
+    from lightning.pytorch.plugins import MixedPrecision
+
+    gan = GANStep({"l1": 1.0}, start_step=1, clip_generator=0.05, clip_discriminator=0.5)
+    m = ToyGAN(gan, scheduler=False)
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(8, 4, generator=g), torch.randn(8, 32, generator=g))
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    trainer = L.Trainer(accelerator="cpu", max_steps=7, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
+    trainer.fit(m, DataLoader(data, batch_size=2))
+    assert [e["opt"] for e in m.events] == ["g", "d", "g", "d", "g", "d", "g"]
+    pre = [float(b["logs"]["train/grad_norm_generator"]) for b in m.batches]
+    assert min(pre) > 0.05 and max(pre) < 1e3  # logged unscaled
+    assert [e["norm"] for e in m.events] == pytest.approx([0.05, 0.5, 0.05, 0.5, 0.05, 0.5, 0.05], rel=1e-3)
+
+
 def test_balancer_path_trains_and_reports_ratios():
     bal = LossBalancer({"l1": 1.0, "adv": 1.0, "feat": 1.0})
     gan = GANStep({"l1": 1.0}, start_step=1, balancer=bal)
