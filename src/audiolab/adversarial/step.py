@@ -20,7 +20,8 @@ Per batch, :meth:`GANStep.step`:
 **Schedulers.** Each scheduler's interval comes from Lightning's scheduler dict in ``configure_optimizers``
 (``{"scheduler": s, "interval": "step" | "epoch"}``; Lightning's default for a bare scheduler is "epoch").
 With manual optimization Lightning steps no scheduler itself; this class does: "step" after every step of the
-scheduler's optimizer, "epoch" once per epoch. HiFi-GAN's ``ExponentialLR(gamma=0.999)`` is per *epoch*: stepped
+scheduler's optimizer, "epoch" after the last batch of each epoch (``trainer.is_last_batch``; an epoch cut short by
+``max_steps`` does not count, as in HiFi-GAN, which steps after each full pass). HiFi-GAN's ``ExponentialLR(gamma=0.999)`` is per *epoch*: stepped
 per optimizer step it halves the LR every 693 steps.
 
 **global_step.** Lightning counts every ``optimizer.step()`` under manual optimization: one per batch before
