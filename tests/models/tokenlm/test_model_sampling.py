@@ -140,3 +140,27 @@ def test_bad_inputs_named():
         generate(lm, 8, prompt=torch.full((1, 3, 2), 16))
     with pytest.raises(ValueError, match="prompt has 2 codebooks, the model 3"):
         generate(lm, 8, prompt=torch.zeros(1, 2, 2, dtype=torch.long))
+
+
+def test_bf16_autocast_step_and_generation():
+    """The bf16 path (trainer.precision=bf16-mixed on GPU) on CPU autocast: finite loss close to fp32, CE in fp32,
+    and cached generation runs."""
+    from audiolab.models.tokenlm.patterns import DelayPattern
+
+    lm = _lm()
+    codes = torch.randint(0, 16, (2, 3, 10), generator=torch.Generator().manual_seed(0))
+    p: DelayPattern = lm.pattern
+    seq = p.build(codes)
+    target = p.target_ids(seq[..., 1:])
+
+    def loss() -> torch.Tensor:
+        logits = lm(seq[..., :-1]).float()
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, 16), target.reshape(-1), ignore_index=-100)
+
+    ref = loss()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = loss()
+        out = generate(lm, 8, batch=2, temperature=1.0, seed=0)
+    assert low.dtype == torch.float32 and torch.isfinite(low)
+    assert abs(low.item() - ref.item()) < 0.05
+    assert out["codes"].shape == (2, 3, 8) and int(out["codes"].max()) < 16
