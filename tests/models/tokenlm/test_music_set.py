@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from audiolab.models.tokenlm.music_set import DRUM_CHANNEL, build_music_set, compose_groove, melody_events, tune_paths
+from audiolab.models.tokenlm.music_set import (
+    DRUM_CHANNEL,
+    build_music_set,
+    compose_groove,
+    melody_events,
+    tune_paths,
+)
 
 
 def _balanced(events) -> bool:
