@@ -185,10 +185,14 @@ def main() -> None:
     for name in ("l1", "l10", "l40", "l40_first", "l40_dia"):
         if (root / name / "probe_summary.json").exists():
             res["runs"][name] = summarize_run(root / name)
+    cached = root.parent / "materials.json"
     if not a.no_eval:
         for name in ("l40", "l40_dia"):
             if (root / name / "checkpoints" / "probe_best.ckpt").exists():
                 res["materials"][name] = per_material(root / name, root.parent / "eval")
+        cached.write_text(json.dumps(res["materials"], indent=2))
+    elif cached.exists():  # the last evaluation's numbers
+        res["materials"] = json.loads(cached.read_text())
     plots(res["runs"], res["overfit"], HERE)
     slim = {**res, "runs": {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in res["runs"].items()}}
     (HERE / "results.json").write_text(json.dumps(slim, indent=2) + "\n")
