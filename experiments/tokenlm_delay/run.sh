@@ -16,7 +16,7 @@ LADDER=(data.crop_seconds=3.0 data.batch_size=8 trainer.max_steps="$STEPS" train
   model.optim.warmup_steps=50 model.diagnostics.every_n_steps=400)
 for r in ${RUNS[*]}; do
   case $r in
-    overfit) args=(experiment=tokenlm_overfit data.overfit_file=0 trainer.max_steps=600) ;;
+    overfit) args=(experiment=tokenlm_overfit data.overfit_file=0 trainer.max_steps=300) ;;  # constant lr: = the first 300 of 600
     l1) args=(experiment=tokenlm_delay data.max_train_files=1 "${LADDER[@]}") ;;
     l10) args=(experiment=tokenlm_delay data.max_train_files=10 "${LADDER[@]}") ;;
     l40) args=(experiment=tokenlm_delay data.max_train_files=40 "${LADDER[@]}") ;;
