@@ -26,8 +26,11 @@ def test_experiments_found():
 
 
 @pytest.mark.parametrize("experiment", TOKENLM_EXPERIMENTS)
-def test_experiment_trains_debug_fast(make_run_cfg, tmp_path, token_dir, experiment):
-    cfg = _cfg(make_run_cfg, tmp_path, token_dir, experiment)
+def test_experiment_trains_debug_fast(make_run_cfg, tmp_path, debug_tokens, experiment):
+    """`debug=fast` alone (what the framework's per-experiment tests run) reads $AUDIOLAB_DEBUG_TOKENS (tests/conftest.py:
+    K=4 x 1024 tokens of a tiny codec) and trains; demos decode through the codec the manifest names."""
+    cfg = make_run_cfg([f"experiment={experiment}", "debug=fast"], output_dir=tmp_path / "run")
+    assert cfg.data.root == str(debug_tokens)
     result = run(cfg)
     out = tmp_path / "run"
     for key in ("test/ce", "test/acc", "test/ce_cb0", "test/ce_cb3", "test/ppl", "probe/ce"):
@@ -157,3 +160,4 @@ def test_conditioning_dropout_and_tag_order(make_run_cfg, tmp_path, token_dir):
     torch.manual_seed(0)
     dropped = (module.encode_tags(tags, 400, train=True) == 0).all(dim=1).float().mean().item()
     assert 0.4 < dropped < 0.6
+
