@@ -95,6 +95,7 @@ def test_generate_cli_writes_wav_and_sidecar(delay_run, tmp_path, token_dir, cap
                   f"out={tmp_path / 'again.wav'}"])
     assert again["lengths_frames"] == side["lengths_frames"]
     assert (sf.read(str(tmp_path / "again_0.wav"))[0] == sf.read(str(wavs[0]))[0]).all()
+    assert torch.is_grad_enabled()  # the CLI does not switch autograd off for its caller
     with pytest.raises(SystemExit, match="not in the model's vocabulary"):
         main([f"ckpt={out_dir}", "tags=dubstep", "seconds=0.01", f"out={tmp_path / 'x.wav'}"])
 

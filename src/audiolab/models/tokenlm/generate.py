@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(__doc__)
         raise SystemExit(0 if argv else 2)
     opts = parse_key_values(argv, {k: str for k in KEYS}, recipe="tokenlm generate", required=("ckpt",))
-    torch.set_grad_enabled(False)
-    return run_generate(opts)
+    with torch.no_grad():  # scoped: a caller's (or a test session's) autograd state is left as it was
+        return run_generate(opts)
 
 
 if __name__ == "__main__":
