@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import pathlib
-import tempfile
 from collections.abc import Iterable
 
 import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+
+from audiolab.data.cache import atomic_path
 
 __all__ = ["AudioLoadError", "load_audio", "save_audio", "audio_files", "AUDIO_EXTENSIONS"]
 
@@ -104,7 +105,8 @@ def load_audio(
 
 
 def save_audio(path: str | os.PathLike, audio: torch.Tensor | np.ndarray, sample_rate: int) -> None:
-    """Write audio atomically (temp file in the target directory, then ``os.replace``).
+    """Write audio atomically (:func:`audiolab.data.cache.atomic_path`: temp file in the target directory, mode
+    from the user's umask, then ``os.replace``; no temp file is left behind on failure).
 
     Args:
         path: destination; the extension picks the format: ``.wav`` -> PCM_16 WAV, ``.flac`` -> PCM_16 FLAC,
@@ -139,18 +141,8 @@ def save_audio(path: str | os.PathLike, audio: torch.Tensor | np.ndarray, sample
     frames = np.ascontiguousarray(frames)
 
     container, subtype = _SAVE_FORMATS[ext]
-    p.parent.mkdir(parents=True, exist_ok=True)
-    # Temp file in the same directory so os.replace is an atomic rename on the same filesystem.
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
-    os.close(fd)
-    try:
-        sf.write(tmp, frames, int(sample_rate), subtype=subtype, format=container)
-        os.replace(tmp, p)
-    except BaseException:
-        # Never leave half-written temp files behind (e.g. KeyboardInterrupt mid-write).
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(p) as tmp:
+        sf.write(str(tmp), frames, int(sample_rate), subtype=subtype, format=container)
 
 
 def audio_files(

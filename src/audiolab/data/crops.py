@@ -51,6 +51,7 @@ from torch.utils.data import Dataset, Sampler
 
 from audiolab.audio.io import AudioLoadError, audio_files, load_audio
 from audiolab.data.cache import (
+    atomic_path,
     atomic_save_npz,
     atomic_write_bytes,
     atomic_write_json,
@@ -267,9 +268,8 @@ def _seconds_per_category(sources: Sequence[dict[str, Any]], sample_rate: int) -
 
 def _concatenate(dest: Path, parts: Sequence[Path], n_total: int, dtype: str) -> None:
     """Stream ``parts`` (npz with key ``audio``) into one ``.npy`` of ``n_total`` samples, atomically."""
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=(n_total,))
-    try:
+    with atomic_path(dest, suffix=".npy") as tmp:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=(n_total,))
         pos = 0
         for p in parts:
             with np.load(p) as z:
@@ -278,11 +278,6 @@ def _concatenate(dest: Path, parts: Sequence[Path], n_total: int, dtype: str) ->
             pos += a.shape[0]
         arr.flush()
         del arr
-        os.replace(tmp, dest)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
 
 
 # -- datasets --------------------------------------------------------------------------------------------------
