@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from audiolab.data.cache import current_umask
 from audiolab.models.codec.data import CodecDataModule
 
 
@@ -27,7 +28,8 @@ def test_flite_smoke(tmp_path):
     x, sr = sf.read(str(out), dtype="float32")
     assert sr == 16000 and x.ndim == 1 and len(x) > sr  # > 1 s of speech
     assert 10 * np.log10(np.mean(x**2)) > -40
-    assert not list(tmp_path.glob(".*.tmp*"))  # atomic write left no temp file
+    assert not list(tmp_path.glob(".*"))  # atomic write left no temp file
+    assert out.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # the user's umask, not mkstemp's 0600
 
 
 def test_corpus_missing_tool_names_the_package(tmp_path, monkeypatch):
