@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from audiolab.audio.io import save_audio
-from audiolab.data.cache import atomic_path, atomic_save_npz, atomic_write_bytes, atomic_write_json, current_umask
+from audiolab.data.cache import (
+    atomic_path,
+    atomic_save_npz,
+    atomic_write_bytes,
+    atomic_write_json,
+    current_umask,
+)
 from audiolab.models.codec.container import AlcHeader, write_alc
 
 

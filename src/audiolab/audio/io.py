@@ -97,7 +97,7 @@ def load_audio(
         # Checked on the downmix so a perfectly anti-phase stereo file (silent in mono) is also caught.
         raise AudioLoadError(
             f"audio file {str(p)!r} is silent (peak < {_SILENCE_PEAK:g}); expected non-silent audio "
-            "(pass allow_silent=True to accept it)"
+            "(to keep silent files set data.allow_silent=true, or allow_silent=true for python -m audiolab.prepare)"
         )
     if int(file_sr) != int(sample_rate):
         mono = AF.resample(mono, orig_freq=int(file_sr), new_freq=int(sample_rate))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["content_hash", "atomic_path", "atomic_write_bytes", "atomic_save_npz", "atomic_write_json", "completed_manifest", "skip_bad_file",
-           "HASH_CHARS"]
+           "split_too_short", "HASH_CHARS"]
 
 #: Number of hex characters of the SHA-1 digest used as the cache directory name.
 HASH_CHARS = 16
@@ -170,3 +170,30 @@ def skip_bad_file(exc: Exception, path: str | os.PathLike, rel: str, on_bad_file
         raise exc
     warnings.warn(f"skipping bad audio file {path}: {exc}", stacklevel=3)
     skipped.append({"file": rel, "path": str(path), "reason": str(exc)})
+
+
+def split_too_short(sources: Sequence[dict[str, Any]], min_samples: int, sample_rate: int, on_bad_file: str,
+                    why: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Apply the too-short rule to cached sources (each with ``n_samples`` at ``sample_rate`` and ``path``).
+
+    A source shorter than ``min_samples`` cannot give one training example: ``on_bad_file="error"`` raises an
+    :class:`~audiolab.audio.io.AudioLoadError` naming the first such file, ``why`` (the config key that sets the
+    limit) and the skip option; ``"skip"`` warns once and returns them.
+
+    Returns:
+        ``(usable sources, too-short sources)``, both in the order given.
+    """
+    from audiolab.audio.io import AudioLoadError
+
+    short = [s for s in sources if int(s["n_samples"]) < int(min_samples)]
+    if short and on_bad_file == "error":
+        s = short[0]
+        raise AudioLoadError(
+            f"audio file {s['path']!r} is too short: {int(s['n_samples']) / sample_rate:.3f} s, expected at least "
+            f"{min_samples / sample_rate:.3f} s ({why}); {len(short)} file(s) too short. "
+            "Set data.on_bad_file=skip to skip them (listed in the split manifest)"
+        )
+    if short:
+        warnings.warn(f"skipping {len(short)} audio files shorter than {min_samples / sample_rate:.3f} s ({why}), "
+                      f"e.g. {[s['file'] for s in short[:3]]} (listed in the split manifest)", stacklevel=3)
+    return [s for s in sources if int(s["n_samples"]) >= int(min_samples)], short
