@@ -130,6 +130,7 @@ def compute_features(
     crepe_model: str = "full",
     device: str | None = None,
     pitch_sidecar: Path | None = None,
+    crepe_seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """DDSP features of one mono signal.
 
@@ -140,6 +141,8 @@ def compute_features(
         audio: float32 ``[T]`` samples at ``sample_rate`` Hz.
         sample_rate: Hz. frame_rate: feature frames per second (must divide ``sample_rate``).
         crepe_model: ``"full"`` or ``"tiny"``. device: where CREPE runs (default: CUDA if available).
+        crepe_seed: seed of CREPE's f0 dither (:func:`audiolab.audio.pitch.estimate_f0`); preparation always
+            uses 0, so the same file and parameters give identical features.
 
     Returns:
         ``audio`` float32 ``[F * hop]`` (trimmed), ``f0_hz`` float32 ``[F]`` (Hz, CREPE Viterbi),
@@ -152,7 +155,8 @@ def compute_features(
     if cached is not None:
         f0, conf = cached
     else:
-        f0, conf = estimate_f0(audio, sample_rate, hop, model=crepe_model, viterbi=True, device=device or _default_device())
+        f0, conf = estimate_f0(audio, sample_rate, hop, model=crepe_model, viterbi=True,
+                               device=device or _default_device(), seed=crepe_seed)
     ld = a_weighted_loudness(
         audio, sample_rate=sample_rate, frame_rate=frame_rate, n_fft=LOUDNESS_N_FFT, range_db=LOUDNESS_RANGE_DB,
         ref_db=LOUDNESS_REF_DB, center=True,
