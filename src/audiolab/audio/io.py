@@ -44,11 +44,12 @@ def load_audio(
     *,
     min_seconds: float = 0.0,
     allow_silent: bool = False,
+    channel: int | None = None,
 ) -> torch.Tensor:
     """Load an audio file as a mono float32 tensor at ``sample_rate``.
 
-    Pipeline: ``soundfile.read(always_2d=True, dtype="float32")`` -> mean over channels ->
-    ``torchaudio.functional.resample`` if the file rate differs from ``sample_rate``.
+    Pipeline: ``soundfile.read(always_2d=True, dtype="float32")`` -> mean over channels (or the one ``channel``)
+    -> ``torchaudio.functional.resample`` if the file rate differs from ``sample_rate``.
 
     Args:
         path: audio file (any format libsndfile decodes: wav incl. 8/16/24/32-bit and float,
@@ -56,12 +57,13 @@ def load_audio(
         sample_rate: target rate in Hz.
         min_seconds: minimum duration in seconds (measured at the file's own rate).
         allow_silent: if False, a file whose peak |x| < 1e-6 raises.
+        channel: ``None`` = downmix (mean of the channels); ``k`` = only channel ``k`` (0-based).
 
     Returns:
         float32 tensor ``[T]`` in [-1, 1] (nominal), ``T = ceil(T_file * sample_rate / file_rate)``.
 
     Raises:
-        AudioLoadError: missing, undecodable, empty, too short, non-finite or silent file.
+        AudioLoadError: missing, undecodable, empty, too short, non-finite or silent file; no channel ``channel``.
         ValueError: ``sample_rate`` not positive.
     """
     if sample_rate <= 0:
@@ -91,8 +93,11 @@ def load_audio(
     if not np.isfinite(data).all():
         raise AudioLoadError(f"audio file {str(p)!r} contains non-finite samples (NaN/Inf); expected finite audio")
 
+    if channel is not None and not 0 <= int(channel) < data.shape[1]:
+        raise AudioLoadError(f"audio file {str(p)!r} has {data.shape[1]} channel(s): no channel {channel} (0-based)")
     # Downmix before resampling: one resample instead of one per channel.
-    mono = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1, dtype=np.float32)))
+    picked = data.mean(axis=1, dtype=np.float32) if channel is None else data[:, int(channel)]
+    mono = torch.from_numpy(np.ascontiguousarray(picked))
     if not allow_silent and float(mono.abs().max()) < _SILENCE_PEAK:
         # Checked on the downmix so a perfectly anti-phase stereo file (silent in mono) is also caught.
         raise AudioLoadError(
