@@ -208,6 +208,24 @@ def test_too_short_file_refused_at_preparation_or_skipped(corpus, tmp_path):
     assert {f["file"]: f["split"] for f in listed["files"]}["speech/short.wav"] == "too_short"
 
 
+def test_short_file_policy_is_separate_from_bad_files(corpus, tmp_path):
+    """on_short_file=skip (the codec config: its corpus has spoken prompts under 1 s) skips short files while a
+    broken file still stops the run."""
+    root, f0s = corpus
+    write_tone(root / "speech" / "short.wav", 500.0, 0.3, 16000)
+    (root / "music" / "broken.wav").write_bytes(b"RIFF....not audio")
+    kw = {"sample_rate": SR, "crop_seconds": 1.0, "on_short_file": "skip"}
+    with pytest.raises(AudioLoadError, match="broken.wav"):
+        AudioCropDataModule(str(root), str(tmp_path / "cache"), **kw).prepare_data()
+    (root / "music" / "broken.wav").unlink()
+    dm = AudioCropDataModule(str(root), str(tmp_path / "cache"), **kw)
+    with pytest.warns(UserWarning, match="skipping 1 audio files shorter"):
+        dm.setup("fit")
+    assert dm.too_short == ["speech/short.wav"]
+    with pytest.raises(ValueError, match="on_short_file must be one of"):
+        AudioCropDataModule(str(root), str(tmp_path / "cache"), on_short_file="ignore")
+
+
 def test_empty_split_is_an_error_naming_it(tmp_path):
     """One file per category: every category goes to train only, so val and test would be empty (and the run
     would end with an empty test_metrics.json)."""

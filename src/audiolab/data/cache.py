@@ -173,12 +173,12 @@ def skip_bad_file(exc: Exception, path: str | os.PathLike, rel: str, on_bad_file
 
 
 def split_too_short(sources: Sequence[dict[str, Any]], min_samples: int, sample_rate: int, on_bad_file: str,
-                    why: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                    why: str, skip_hint: str = "data.on_bad_file=skip") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Apply the too-short rule to cached sources (each with ``n_samples`` at ``sample_rate`` and ``path``).
 
     A source shorter than ``min_samples`` cannot give one training example: ``on_bad_file="error"`` raises an
     :class:`~audiolab.audio.io.AudioLoadError` naming the first such file, ``why`` (the config key that sets the
-    limit) and the skip option; ``"skip"`` warns once and returns them.
+    limit) and ``skip_hint`` (how to skip them instead); ``"skip"`` warns once and returns them.
 
     Returns:
         ``(usable sources, too-short sources)``, both in the order given.
@@ -191,7 +191,7 @@ def split_too_short(sources: Sequence[dict[str, Any]], min_samples: int, sample_
         raise AudioLoadError(
             f"audio file {s['path']!r} is too short: {int(s['n_samples']) / sample_rate:.3f} s, expected at least "
             f"{min_samples / sample_rate:.3f} s ({why}); {len(short)} file(s) too short. "
-            "Set data.on_bad_file=skip to skip them (listed in the split manifest)"
+            f"set {skip_hint} to skip them (listed in the split manifest)"
         )
     if short:
         warnings.warn(f"skipping {len(short)} audio files shorter than {min_samples / sample_rate:.3f} s ({why}), "

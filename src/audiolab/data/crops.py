@@ -474,6 +474,7 @@ class AudioCropDataModule(CachedSplitDataModule):
         overfit_batches: int = 0,
         storage_dtype: str = "float16",
         allow_silent: bool = False,
+        on_short_file: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -487,7 +488,8 @@ class AudioCropDataModule(CachedSplitDataModule):
             ("overfit_batches", overfit_batches, overfit_batches >= 0, ">= 0"),
             *split_fraction_checks(val_fraction, test_fraction),
         ], [("split_by", split_by, SPLIT_BY), ("normalize", normalize, _NORMALIZE),
-            ("on_bad_file", on_bad_file, _ON_BAD_FILE), ("storage_dtype", storage_dtype, _DTYPES)])
+            ("on_bad_file", on_bad_file, _ON_BAD_FILE), ("on_short_file", on_short_file, (None, *_ON_BAD_FILE)),
+            ("storage_dtype", storage_dtype, _DTYPES)])
         self.root = root
         self.cache_dir = cache_dir
         self.sample_rate = int(sample_rate)
@@ -507,6 +509,7 @@ class AudioCropDataModule(CachedSplitDataModule):
         self.overfit_batches = int(overfit_batches)
         self.storage_dtype = storage_dtype
         self.allow_silent = bool(allow_silent)
+        self.on_short_file = on_short_file
 
     @property
     def n_samples(self) -> int:

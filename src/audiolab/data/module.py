@@ -76,6 +76,8 @@ class CachedSplitDataModule(L.LightningDataModule):
     overfit_batches: int
     sample_rate: int
     on_bad_file: str
+    #: Policy for files too short for one example: ``None`` = ``on_bad_file``; ``"error"`` or ``"skip"``.
+    on_short_file: str | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -105,11 +107,14 @@ class CachedSplitDataModule(L.LightningDataModule):
     def usable_sources(self, manifest: dict[str, Any]) -> list[dict[str, Any]]:
         """The cached sources long enough for one training example (:meth:`min_source`).
 
-        Too-short ones raise an ``AudioLoadError`` naming the file (``on_bad_file="error"``) or are skipped with a
-        warning and kept in :attr:`too_short` (``"skip"``; :meth:`write_split_manifest` lists them).
+        Too-short ones raise an ``AudioLoadError`` naming the file (``on_short_file`` or, when that is None,
+        ``on_bad_file`` is ``"error"``) or are skipped with a warning and kept in :attr:`too_short` (``"skip"``;
+        :meth:`write_split_manifest` lists them).
         """
         n, why = self.min_source()
-        usable, short = split_too_short(manifest["sources"], n, self.sample_rate, self.on_bad_file, why)
+        policy = self.on_short_file or self.on_bad_file
+        usable, short = split_too_short(manifest["sources"], n, self.sample_rate, policy, why,
+                                        skip_hint="data.on_short_file=skip (or data.on_bad_file=skip)")
         self.too_short = [s["file"] for s in short]
         return usable
 

@@ -342,7 +342,7 @@ def prepare_ddsp(
 def _check_min_seconds(manifest: dict[str, Any], min_seconds: float, sample_rate: int, on_bad_file: str) -> None:
     if min_seconds > 0:
         split_too_short(manifest["sources"], int(round(min_seconds * sample_rate)), sample_rate, on_bad_file,
-                        f"min_seconds={min_seconds}")
+                        f"min_seconds={min_seconds}", skip_hint="on_bad_file=skip")
 
 
 def min_source_seconds(example_seconds: float) -> float:
@@ -487,6 +487,7 @@ class DDSPDataModule(CachedSplitDataModule):
         on_bad_file: str = "error",
         device: str | None = None,
         allow_silent: bool = False,
+        on_short_file: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -503,7 +504,8 @@ class DDSPDataModule(CachedSplitDataModule):
             [("batch_size", batch_size, batch_size >= 1, ">= 1"), ("num_workers", num_workers, num_workers >= 0, ">= 0"),
              ("overfit_batches", overfit_batches, overfit_batches >= 0, ">= 0"),
              *split_fraction_checks(val_fraction, test_fraction)],
-            [("on_bad_file", on_bad_file, _ON_BAD_FILE), ("crepe_model", crepe_model, _CREPE_MODELS)],
+            [("on_bad_file", on_bad_file, _ON_BAD_FILE), ("on_short_file", on_short_file, (None, *_ON_BAD_FILE)),
+             ("crepe_model", crepe_model, _CREPE_MODELS)],
         )
         self.root = root
         self.cache_dir = cache_dir
@@ -521,6 +523,7 @@ class DDSPDataModule(CachedSplitDataModule):
         self.on_bad_file = on_bad_file
         self.device = device
         self.allow_silent = bool(allow_silent)
+        self.on_short_file = on_short_file
 
     # -- shapes ------------------------------------------------------------------------------------------
     @property
