@@ -5,8 +5,8 @@
 ``test_set`` by ``setup`` (subclass). It supplies the rest: ``prepare_data`` (rank 0 builds the cache), the
 three dataloaders, :meth:`~CachedSplitDataModule.probe_batch` (the fixed batch the probe and media callbacks use),
 the length rule (:meth:`~CachedSplitDataModule.usable_sources`: files too short for one training example stop the
-run at ``prepare_data``, naming the file, or are skipped with ``on_bad_file=skip`` and listed in the split
-manifest ``splits/<key>.json``), the empty-split check (:meth:`~CachedSplitDataModule.check_splits`: a split
+run at ``prepare_data``, naming the file, or are skipped with ``on_short_file=skip`` (default: as
+``on_bad_file``) and listed in the split manifest ``splits/<key>.json``), the empty-split check (:meth:`~CachedSplitDataModule.check_splits`: a split
 without examples is an error naming the split, never an empty test) and :func:`check_hparams` for one-line errors
 naming the bad key.
 """
