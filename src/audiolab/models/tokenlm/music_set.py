@@ -34,7 +34,6 @@ SET_VERSION = 1
 INSTRUMENTS: dict[str, int] = {"piano": 0, "violin": 40, "flute": 73, "guitar": 24, "clarinet": 71, "trumpet": 56}
 #: GM drum kits (channel 10 program numbers of the GS/GM2 kits FluidR3 ships)
 KITS: dict[str, int] = {"standard": 0, "room": 8, "power": 16, "electronic": 24, "tr808": 25, "jazz": 32, "brush": 40}
-SONICPI_DIR = Path("/usr/share/sonic-pi/samples")
 SONICPI_LOOPS = ("amen", "amen_full", "breakbeat", "compus", "industrial", "mehackit1", "mehackit2", "mika",
                  "perc1", "perc2", "safari", "tabla")
 #: GM drum notes used by the groove composer
@@ -205,12 +204,15 @@ def build_music_set(out_dir: str | Path, melodies: int = 48, grooves: int = 36, 
         bar.update(1)
     bar.close()
     if sonicpi:
-        if not SONICPI_DIR.is_dir():
-            log.warning("%s not found (apt-get install sonic-pi-samples): no sonic-pi loops", SONICPI_DIR)
-        for name in SONICPI_LOOPS:
-            src = SONICPI_DIR / f"loop_{name}.flac"
-            if not src.exists():
-                continue
+        from audiolab.data.sources import SourceMissing, source_files
+
+        try:  # the registry's sonic-pi folder (Debian sonic-pi-samples), only the drum loops
+            loops = source_files("sonicpi_samples", globs=tuple(f"loop_{n}.flac" for n in SONICPI_LOOPS))
+        except SourceMissing as err:
+            log.warning("no sonic-pi loops: %s", err)
+            loops = []
+        for src in loops:
+            name = src.stem[len("loop_"):]
             target = audio / "percussive" / "sonicpi" / f"loop_{name}.wav"
             if not target.exists():
                 _tile_loop(src, target, seconds, sample_rate)
