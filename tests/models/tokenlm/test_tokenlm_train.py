@@ -16,9 +16,9 @@ from audiolab.utils.config import CONF_DIR
 TOKENLM_EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("tokenlm_*.yaml"))
 
 
-def _cfg(make_run_cfg, tmp_path, token_dir, experiment, extra=()):
+def _cfg(make_run_cfg, tmp_path, token_dir, experiment, extra=(), run="run"):
     return make_run_cfg([f"experiment={experiment}", "debug=fast", f"data.root={token_dir}", "model.card=16",
-                         "data.crop_frames=24", *extra], output_dir=tmp_path / "run")
+                         "data.crop_frames=24", *extra], output_dir=tmp_path / run)
 
 
 def test_experiments_found():
@@ -104,7 +104,7 @@ def test_model_data_mismatch_is_named(make_run_cfg, tmp_path, token_dir):
     with pytest.raises(ValueError, match="tokens have K=4 codebooks but model.n_q=3"):
         run(_cfg(make_run_cfg, tmp_path, token_dir, "tokenlm_delay", ["model.n_q=3"]))
     with pytest.raises(ValueError, match="cardinality 16 but the model expects 1024"):
-        run(_cfg(make_run_cfg, tmp_path, token_dir, "tokenlm_delay", ["model.card=1024"]))
+        run(_cfg(make_run_cfg, tmp_path, token_dir, "tokenlm_delay", ["model.card=1024"], run="run2"))
 
 
 def test_codec_mismatch_is_named(tmp_path, tiny_codec):

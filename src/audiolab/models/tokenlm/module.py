@@ -193,8 +193,17 @@ class TokenLMModule(L.LightningModule):
             raise TokenDataError(f"{tokens.path}: tokens have K={tokens.n_q} codebooks but model.n_q={self.lm.n_q}")
         if tokens.card != self.lm.card:
             raise TokenDataError(f"{tokens.path}: tokens have cardinality {tokens.card} but model.card={self.lm.card}")
+        if self.lm.conditional:
+            missing = sorted(set(tokens.tag_vocabulary) - set(self.vocabulary))
+            if missing:
+                log.warning("data tags %s are not in model.conditioning.vocabulary (ignored in training)", missing)
+
+    def on_train_start(self) -> None:
+        # facts about the data, logged once when a run starts (here, after a resume has restored global_step: a
+        # resumed run already has them in its CSV)
+        dm = self.trainer.datamodule
         stats = getattr(dm, "stats", {})
-        if stats and self.trainer.is_global_zero:
+        if stats and self.trainer.is_global_zero and self.trainer.global_step == 0:
             metrics = {f"data/coverage_cb{k}": c for k, c in enumerate(stats["coverage"])}
             metrics.update({f"data/unigram_ce_cb{k}": c for k, c in enumerate(stats["unigram_ce"])})
             metrics["data/unigram_ce"] = sum(stats["unigram_ce"]) / len(stats["unigram_ce"])
@@ -202,11 +211,6 @@ class TokenLMModule(L.LightningModule):
             metrics["data/train_frames"] = stats["train_frames"]
             for lg in self.trainer.loggers:
                 lg.log_metrics(metrics, step=self.trainer.global_step)
-        if self.lm.conditional:
-            data_tags = set(tokens.tag_vocabulary)
-            missing = sorted(data_tags - set(self.vocabulary))
-            if missing:
-                log.warning("data tags %s are not in model.conditioning.vocabulary (ignored in training)", missing)
 
     # ----------------------------------------------------------------------------------------- probe
     def _continuation(self, batch: dict[str, Any], temperature: float, seed: int, max_frames: int,
