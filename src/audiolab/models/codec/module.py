@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from torch import Tensor
 
 from audiolab.audio.io import save_audio
+from audiolab.callbacks.probe import probe_history
 from audiolab.losses.balancer import LossBalancer
 from audiolab.losses.codec import MultiScaleMelLoss, rms_ratio_loss
 from audiolab.metrics.codec import CodebookUsageAccumulator, bitrate_kbps, codebook_stats, waveform_metrics
@@ -259,9 +260,13 @@ class CodecModule(L.LightningModule):
             media["figures"][f"ex{i}_waveform"] = waveform_figure(audio[i].float().cpu().numpy(), pred[i].float().cpu().numpy(),
                                                                   self.sample_rate, title=f"example {i}")
         # the probe callback's history (restored with it on resume): SNR / RMS ratio / range over steps
-        probe = next((cb for cb in (self._trainer.callbacks if self._trainer else []) if type(cb).__name__ == "ProbeCallback"), None)
-        if probe is not None and probe.history:
-            media["figures"]["probe_curves"] = probe_curves_figure(probe.history)
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # not attached to a trainer (e.g. called from a notebook)
+            trainer = None
+        history = probe_history(trainer)
+        if history:
+            media["figures"]["probe_curves"] = probe_curves_figure(history)
         return media
 
     # ----------------------------------------------------------------------------------------- optim
