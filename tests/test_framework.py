@@ -31,8 +31,8 @@ def _csv_rows(folder: Path) -> list[dict]:
 
 
 def _metric_keys(row: dict) -> list[tuple[int, str]]:
-    """(step, metric) of a CSV row; Lightning adds ``epoch`` to every row, so it is not a metric here."""
-    return [(int(float(row["step"])), k) for k, v in row.items() if k not in ("step", "epoch") and v not in ("", None)]
+    """(step, metric) of a CSV row; Lightning adds ``epoch`` and audiolab ``global_step`` to every row: not metrics."""
+    return [(int(float(row["step"])), k) for k, v in row.items() if k not in ("step", "epoch", "global_step") and v not in ("", None)]
 
 
 def test_experiments_found():
@@ -175,10 +175,10 @@ def test_resume_continues_step_optimizer_probe_and_csv(fast_run, experiment, com
     assert history[: len(old_history)] == old_history, "probe history restarted instead of continuing"
     assert history[-1]["step"] == steps + 2
     rows = _csv_rows(out)
-    # every earlier row is kept (the test rows of the first run were logged after last.ckpt: replaced, not doubled)
-    kept = [row for row in old_rows if not any(k.startswith("test/") and v for k, v in row.items())]
-    assert [{k: v for k, v in row.items() if v} for row in rows[: len(kept)]] == [
-        {k: v for k, v in row.items() if v} for row in kept]
+    # every earlier row is kept (the first run's test rows too: they belong to the state at its last step)
+    assert [{k: v for k, v in row.items() if v} for row in rows[: len(old_rows)]] == [
+        {k: v for k, v in row.items() if v} for row in old_rows]
+    assert {int(r["global_step"]) for r in rows[len(old_rows):]} == {steps + 1, steps + 2}
     keys = [k for row in rows for k in _metric_keys(row)]
     assert len(keys) == len(set(keys)), "resume logged a metric twice for the same step"
     assert max(s for s, _ in keys) == steps + 2

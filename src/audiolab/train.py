@@ -51,8 +51,13 @@ def _wandb_id(output_dir: Path) -> str:
 def init_weights(model: L.LightningModule, source: str, strict: bool = True) -> None:
     """Weights-only start (``init_from``): no optimizer state, step 0. ``strict=False`` loads the matching tensors and
     prints a table of the others; strict, a mismatch is one error naming the keys."""
-    path = resolve_checkpoint(source)
-    ckpt = read_checkpoint(path)
+    try:
+        path = resolve_checkpoint(source)
+        ckpt = read_checkpoint(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"init_from: {err}") from err
+    except CheckpointError as err:
+        raise CheckpointError(f"init_from: {err}") from err
     state = ckpt.get("state_dict", ckpt)
     load_weights(model, state, strict=strict, source=f"init_from={str(path)!r}",
                  hint="init_strict=false loads the tensors that match and lists the rest")
@@ -83,7 +88,8 @@ def train_one(cfg: DictConfig) -> dict[str, Any]:
         init_weights(model, cfg.init_from, strict=bool(cfg.get("init_strict", True)))
     (output_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(resolved))
 
-    callbacks = list(instantiate_group(cfg.get("callbacks")).values()) + [ConfigEmbedder(resolved), RunState()]
+    # RunState first: it marks the rows of each finished batch before other callbacks log for the next one
+    callbacks = [RunState(), *instantiate_group(cfg.get("callbacks")).values(), ConfigEmbedder(resolved)]
     loggers = list(instantiate_group(cfg.get("logger")).values())
     restore_logs(loggers, resume)
     if not loggers:  # LearningRateMonitor refuses to run without a logger (logger=none)

@@ -4,10 +4,10 @@ Why not ``ModelCheckpoint(save_last=True, every_n_train_steps=N)``: with a monit
 until validation, so ``last.ckpt`` was written only every 200-500 steps; its "last" file gets a version suffix
 (``last-v1.ckpt``) next to an older one; and with manual optimization it warns on every step-triggered save.
 
-When the file is written matters for resume: a checkpoint taken at the end of a batch after which validation runs
-would resume *past* that validation (Lightning fast-forwards it), so a due save waits for the validation of that
-step (``on_validation_end``) or, when there is none, for the start of the next batch; the state is the same
-"step N done" either way. The write itself goes through the trainer's checkpoint IO (atomic in ``audiolab.train``).
+Saves happen where Lightning's resume logic expects them: at the end of the batch that reached a multiple of N
+(a validation due right after it runs and saves again, so ``last.ckpt`` holds the post-validation state), after each
+validation, and at the end of training. The write goes through the trainer's checkpoint IO (atomic in
+``audiolab.train``); :class:`audiolab.utils.runs.RunState` keeps the CSV consistent with it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ class LastCheckpoint(Checkpoint):
         if int(every_n_steps) < 0:
             raise ValueError(f"callbacks.last_checkpoint.every_n_steps must be >= 0, got {every_n_steps}")
         self.dirpath, self.filename, self.every_n_steps = Path(dirpath), filename, int(every_n_steps)
-        self._due = False
         self._saved_step: int | None = None
         self._prev_step = 0
 
@@ -36,7 +35,6 @@ class LastCheckpoint(Checkpoint):
         return self.dirpath / self.filename
 
     def _save(self, trainer: L.Trainer) -> None:
-        self._due = False
         if trainer.sanity_checking or self._saved_step == trainer.global_step:
             return
         trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
@@ -52,10 +50,6 @@ class LastCheckpoint(Checkpoint):
         step, prev, n = trainer.global_step, self._prev_step, self.every_n_steps
         self._prev_step = step
         if n and step // n != prev // n and step != self._saved_step:
-            self._due = True
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
-        if self._due:
             self._save(trainer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -12,6 +12,7 @@ is instantiated from it (a config naming ``os.system`` is refused, not called).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,15 @@ def read_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str,
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types (UnpicklingError, EOFError, RuntimeError...)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+        if "weights_only" in text.lower() or "Unsupported global" in text:
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+            what = f"it names {found.group(1)}" if found else "not tensors and plain types"
             raise CheckpointError(
-                f"checkpoint {str(path)!r} holds Python objects that a safe load refuses ({first}); audiolab "
-                "checkpoints hold tensors and plain types only (see audiolab.utils.checkpoint.SAFE_GLOBALS)"
+                f"checkpoint {str(path)!r} holds Python objects that a safe load refuses ({what}); audiolab checkpoints "
+                "hold tensors and plain types only (see audiolab.utils.checkpoint.SAFE_GLOBALS)"
             ) from err
+        first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {str(path)!r} could not be read ({type(err).__name__}: {first})") from err
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(ckpt).__name__}, not a checkpoint dict")

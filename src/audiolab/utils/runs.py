@@ -13,8 +13,9 @@ Run folder rules (``logs/<task_name>/runs/<run_name>``):
 * checkpoints are written to a temporary file in the destination folder, fsynced, then renamed over the old one
   (:class:`AtomicCheckpointIO`): a kill leaves the previous good file, never a truncated one; temporary files of
   a killed writer are removed when the next run starts in that folder;
-* the CSV metrics file is appended to; on resume the rows logged after the resumed checkpoint are dropped (they are
-  logged again), so the file holds each step once (:class:`CSVLogger`, :class:`RunState`).
+* the CSV metrics file is appended to; every row carries the ``global_step`` it belongs to, and on resume the rows
+  of steps after the resumed checkpoint are dropped (they are logged again), so the file holds each step once
+  (:class:`CSVLogger`, :class:`RunState`).
 """
 
 from __future__ import annotations
@@ -117,12 +118,10 @@ def check_run_folder(output_dir: str | Path, ckpt_path: Any = None, overwrite: b
 class ResumePoint:
     path: Path
     global_step: int
-    csv_rows: dict[str, int] | None
 
 
 def _resume_point(path: Path, ckpt: dict[str, Any]) -> ResumePoint:
-    run_state = ckpt.get(RUN_KEY) or {}
-    return ResumePoint(path=path, global_step=int(ckpt.get("global_step", 0)), csv_rows=run_state.get("csv_rows"))
+    return ResumePoint(path=path, global_step=int(ckpt.get("global_step", 0)))
 
 
 def resolve_resume(output_dir: str | Path, ckpt_path: Any) -> ResumePoint | None:
@@ -225,13 +224,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 # ------------------------------------------------------------------------------------------------ CSV logger
-class CSVLogger(Logger):
-    """Metrics as ``<save_dir>/<name>/metrics.csv`` (one row per logging call, a ``step`` column), appended to.
+GLOBAL_STEP = "global_step"
 
-    Lightning's ``CSVLogger`` deletes an existing ``metrics.csv`` when it starts (so a resumed run lost its
-    history) and rewrites the header from the keys of the current session only. This one keeps the file, extends
-    the header when new metrics appear (atomic rewrite), and can drop the rows logged after a resumed checkpoint
-    (:meth:`truncate`), so a resumed run's file equals an uninterrupted run's.
+
+class CSVLogger(Logger):
+    """Metrics as ``<save_dir>/<name>/metrics.csv`` (one row per logging call), appended to across resumes.
+
+    Lightning's ``CSVLogger`` deletes an existing ``metrics.csv`` when it starts (a resumed run lost its history) and
+    rewrites the header from the keys of the current session only. This one keeps the file, extends the header when
+    new metrics appear (atomic rewrite), and tags every row with the trainer's ``global_step`` of the state it
+    belongs to (:class:`RunState` does the tagging), so a resume can drop exactly the rows of the steps it will run
+    again (:meth:`truncate`). ``step`` is Lightning's logging step, as in Lightning's CSV files.
     """
 
     FILE = "metrics.csv"
@@ -242,6 +245,7 @@ class CSVLogger(Logger):
         self.flush_logs_every_n_steps = int(flush_logs_every_n_steps)
         self._pending: list[dict[str, Any]] = []
         self._keys: list[str] = []
+        self._last_tag: int | None = None
         self.rows_on_disk = 0
         self._read_existing()
 
@@ -278,25 +282,35 @@ class CSVLogger(Logger):
         if step is not None and (int(step) + 1) % max(1, self.flush_logs_every_n_steps) == 0:
             self.save()
 
+    def tag(self, global_step: int) -> None:
+        """Rows logged since the last call belong to the state at ``global_step``."""
+        for row in self._pending:
+            row.setdefault(GLOBAL_STEP, int(global_step))
+        self._last_tag = int(global_step)
+
     @rank_zero_only
     def save(self) -> None:
-        if not self._pending:
+        """Write the pending rows; once tagging is in use, rows not tagged yet wait for their tag."""
+        ready = [r for r in self._pending if self._last_tag is None or GLOBAL_STEP in r]
+        if not ready:
             return
-        new = sorted({k for row in self._pending for k in row} - set(self._keys))
+        self._pending = [r for r in self._pending if not (self._last_tag is None or GLOBAL_STEP in r)]
+        new = sorted({k for row in ready for k in row} - set(self._keys))
         path = self.metrics_file
         path.parent.mkdir(parents=True, exist_ok=True)
         if new or not path.exists():
             self._keys = sorted(set(self._keys) | set(new))
-            self._rewrite(self._read_rows() + self._pending)
+            self._rewrite(self._read_rows() + ready)
         else:
             with open(path, "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=self._keys).writerows(self._pending)
+                csv.DictWriter(f, fieldnames=self._keys).writerows(ready)
                 f.flush()
-            self.rows_on_disk += len(self._pending)
-        self._pending = []
+            self.rows_on_disk += len(ready)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
+        if self._last_tag is not None:
+            self.tag(self._last_tag)  # e.g. test metrics after the fit: the final state
         self.save()
 
     # resume support
@@ -323,48 +337,78 @@ class CSVLogger(Logger):
         atomic_write_bytes(self.metrics_file, buf.getvalue().encode())
         self.rows_on_disk = len(rows)
 
-    def truncate(self, n_rows: int | None = None, *, max_step: int | None = None) -> int:
-        """Keep the first ``n_rows`` rows (or the rows with ``step <= max_step``); returns how many were dropped."""
+    def truncate(self, max_global_step: int | None) -> int:
+        """Keep the rows of states up to ``max_global_step`` (None: drop all); returns how many were dropped.
+
+        Rows without a ``global_step`` tag (files of older versions) are cut by Lightning's ``step`` instead."""
         self._pending = []
         rows = self._read_rows()
-        if n_rows is not None:
-            keep = rows[: int(n_rows)]
-        elif max_step is not None:
-            keep = [r for r in rows if r.get("step") in (None, "") or int(float(r["step"])) <= max_step]
-        else:
-            keep = []
-        dropped = len(rows) - len(keep)
-        if dropped or (rows and not keep):
-            self._rewrite(keep)
-        return dropped
+
+        def keep(row: dict[str, Any]) -> bool:
+            if max_global_step is None:
+                return False
+            tag = row.get(GLOBAL_STEP) or row.get("step")
+            return tag in (None, "") or int(float(tag)) <= max_global_step
+
+        kept = [r for r in rows if keep(r)]
+        if len(kept) != len(rows):
+            self._rewrite(kept)
+        return len(rows) - len(kept)
 
 
 class RunState(Callback):
-    """Makes every checkpoint a consistent cut of the run folder: flushes the loggers first and records how many
-    CSV rows were on disk, so a resume from it drops exactly the rows logged afterwards."""
+    """Keeps the CSV consistent with the checkpoints: tags each row with the ``global_step`` of the state it belongs
+    to and flushes the loggers whenever a checkpoint is written, so a resume from any checkpoint drops exactly the
+    rows of the steps it runs again (and keeps those logged after the save for that same step).
+
+    Put it first in the callback list: at the end of a batch it tags the rows logged for that batch so far (the LR
+    monitor's, at batch start) with the new step before other callbacks log; rows logged after (probe, the batch's
+    training metrics, validation) get that step at the next checkpoint or when the next batch starts.
+    """
+
+    def __init__(self) -> None:
+        self._step = 0
+        self._flush_next = False
+
+    @staticmethod
+    def _csv(trainer: L.Trainer) -> list[CSVLogger]:
+        return [lg for lg in trainer.loggers if isinstance(lg, CSVLogger)]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._step = trainer.global_step
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        for lg in self._csv(trainer):
+            lg.tag(self._step)  # everything since the last batch end belongs to that step
+            if self._flush_next:
+                lg.save()  # a checkpointed step's rows reach the disk before the next step starts
+        self._flush_next = False
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._step = trainer.global_step
+        for lg in self._csv(trainer):
+            lg.tag(self._step)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for lg in self._csv(trainer):
+            lg.tag(trainer.global_step)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        rows = {}
+        for lg in self._csv(trainer):
+            lg.tag(trainer.global_step)
         for lg in trainer.loggers:
-            if isinstance(lg, CSVLogger):
-                lg.save()
-                rows[lg.name] = lg.rows_on_disk
-            else:
-                lg.save()
-        checkpoint[RUN_KEY] = {"csv_rows": rows}
+            lg.save()
+        self._flush_next = True
+        checkpoint[RUN_KEY] = {"global_step": int(trainer.global_step)}
 
 
 def restore_logs(loggers: list[Logger], resume: ResumePoint | None) -> None:
-    """Drop CSV rows logged after the resumed checkpoint (or all rows for a fresh start in a used folder)."""
+    """Drop CSV rows of the steps a resume runs again (all rows for a fresh start in a used folder)."""
     for lg in loggers:
         if not isinstance(lg, CSVLogger) or not lg.metrics_file.exists():
             continue
-        if resume is None:
-            dropped = lg.truncate(0)
-        elif resume.csv_rows is not None and lg.name in resume.csv_rows:
-            dropped = lg.truncate(resume.csv_rows[lg.name])
-        else:  # a checkpoint without the row count (older audiolab): cut by step
-            dropped = lg.truncate(max_step=resume.global_step)
+        dropped = lg.truncate(resume.global_step if resume is not None else None)
         if dropped:
             log.info("%s: dropped %d rows logged after the resumed checkpoint", lg.metrics_file, dropped)
 
