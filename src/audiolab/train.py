@@ -30,6 +30,7 @@ from audiolab.utils.runs import (
     apply_threads,
     check_run_folder,
     clean_temp_files,
+    is_child_rank,
     resolve_resume,
     restore_logs,
 )
@@ -68,12 +69,15 @@ def train_one(cfg: DictConfig) -> dict[str, Any]:
     """One fit (+ test). Returns the callback metrics and paths of interest."""
     validate_train_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    check_run_folder(output_dir, cfg.get("ckpt_path"), bool(cfg.get("overwrite", False)))
+    first_rank = not is_child_rank()  # DDP relaunches this command per rank: rank 0 owns the folder
+    if first_rank:
+        check_run_folder(output_dir, cfg.get("ckpt_path"), bool(cfg.get("overwrite", False)))
     resume = resolve_resume(output_dir, cfg.get("ckpt_path"))
     threads = apply_threads(cfg.get("threads", "auto"))
     log.info("torch threads: %d (threads=%s)", threads, cfg.get("threads", "auto"))
     output_dir.mkdir(parents=True, exist_ok=True)
-    clean_temp_files(output_dir / "checkpoints")
+    if first_rank:
+        clean_temp_files(output_dir / "checkpoints")
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
 
@@ -91,7 +95,8 @@ def train_one(cfg: DictConfig) -> dict[str, Any]:
     # RunState first: it marks the rows of each finished batch before other callbacks log for the next one
     callbacks = [RunState(), *instantiate_group(cfg.get("callbacks")).values(), ConfigEmbedder(resolved)]
     loggers = list(instantiate_group(cfg.get("logger")).values())
-    restore_logs(loggers, resume)
+    if first_rank:
+        restore_logs(loggers, resume)
     if not loggers:  # LearningRateMonitor refuses to run without a logger (logger=none)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     for lg in loggers:

@@ -91,7 +91,7 @@ def read_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str,
     except Exception as err:  # noqa: BLE001 - torch raises many types (UnpicklingError, EOFError, RuntimeError...)
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
         if "weights_only" in text.lower() or "Unsupported global" in text:
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+            found = re.search(r"GLOBAL ([\w.]+)", text)
             what = f"it names {found.group(1)}" if found else "not tensors and plain types"
             raise CheckpointError(
                 f"checkpoint {str(path)!r} holds Python objects that a safe load refuses ({what}); audiolab checkpoints "

@@ -469,7 +469,7 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def _is_child_rank() -> bool:
+def is_child_rank() -> bool:
     """A DDP child process (Lightning relaunches the command per rank): rank 0 has checked the folder."""
     return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "RANK"))
 
@@ -497,7 +497,7 @@ class Preflight(_HydraCallback):
             raise SystemExit(2)
         try:
             validate_types(config)
-            if run_dir is not None and not _is_child_rank():
+            if run_dir is not None and not is_child_rank():
                 check_run_folder(run_dir, config.get("ckpt_path"), bool(config.get("overwrite", False)))
         except (ValueError, RunFolderError) as err:
             _fail(str(err))
