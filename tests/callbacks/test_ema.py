@@ -174,3 +174,22 @@ def test_ddsp_run_with_ema_probe_test_and_loader_see_the_average(compose_run, tm
         train_one(compose_run([*overrides, "ckpt_path=last", "trainer.max_steps=7", "test=false"], out))
     assert all(torch.equal(seen["net"][k], raw[k]) for k in raw), "resume did not restore the raw weights"
     assert json.loads((out / "probe_summary.json").read_text())["history"][-1]["step"] == 7
+
+
+def test_gan_codec_ema_averages_the_codec_not_the_discriminator(compose_run, tmp_path):
+    """A GAN steps two optimizers per batch (global_step += 2): EMA updates once per batch, over the codec only."""
+    from audiolab.train import train_one
+
+    out = tmp_path / "run"
+    train_one(compose_run(["experiment=codec_unbounded", "debug=fast", "threads=1", "callbacks.media=null", "test=false",
+                           "model.loss.adversarial.enabled=true", "trainer.max_steps=6", "callbacks.ema.enabled=true",
+                           "callbacks.ema.submodule=codec", "callbacks.ema.decay=0.5"], out))
+    last = read_checkpoint(out / "checkpoints" / "last.ckpt")
+    state = next(v for k, v in last["callbacks"].items() if k.startswith("EMA"))
+    assert last["global_step"] == 6 and int(last["state_dict"]["generator_steps"]) == 3
+    assert state["num_updates"] == 3, "one EMA update per batch, not per optimizer step"
+    trained = load_trained(out / "checkpoints" / "last.ckpt", family="codec")
+    assert set(state["raw_weights"]) == {n for n, _ in trained.module.codec.named_parameters()}
+    assert any(k.startswith("discriminator.") for k in last["state_dict"])
+    assert not any("discriminator" in k for k in state["raw_weights"]), "the discriminator must not be averaged"
+    assert any(not torch.equal(v, last["state_dict"][f"codec.{k}"]) for k, v in state["raw_weights"].items())
