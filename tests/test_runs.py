@@ -195,7 +195,7 @@ def test_atomic_save_writes_in_the_destination_folder_and_cleans_up(tmp_path, mo
         atomic_torch_save({"bad": Unpicklable()}, dest)
     assert read_checkpoint(dest)["global_step"] == 2, "a failed write must leave the previous file"
     assert sorted(p.name for p in dest.parent.iterdir()) == ["last.ckpt"], "temporary file left behind"
-    stale = dest.parent / ".last.ckpt.tmp-999-abc"  # a killed writer's leftover
+    stale = dest.parent / ".last.ckpt.x1y2z3.ckpt-tmp"  # a killed writer's leftover
     stale.write_bytes(b"partial")
     assert clean_temp_files(dest.parent) == [stale] and not stale.exists()
 

@@ -26,7 +26,6 @@ import logging
 import os
 import shutil
 import sys
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from audiolab.data.cache import atomic_path
 from audiolab.utils.checkpoint import CheckpointError, read_checkpoint
 
 log = logging.getLogger("audiolab")
@@ -51,7 +51,7 @@ __all__ = ["RESUME", "RESUME_IF_POSSIBLE", "RunFolderError", "ResumePoint", "che
 RESUME = "last"
 RESUME_IF_POSSIBLE = "last_or_new"
 RUN_KEY = "audiolab_run"
-TEMP_MARK = ".tmp-"
+TEMP_SUFFIX = ".ckpt-tmp"  # temporary checkpoint files: .<name>.<random>.ckpt-tmp in the destination folder
 # written by Hydra for the current job before the task starts: not a previous run's results
 _HYDRA_FILES = {".hydra"}
 
@@ -73,7 +73,7 @@ def checkpoint_files(output_dir: str | Path) -> list[Path]:
     folder = Path(output_dir) / "checkpoints"
     if not folder.is_dir():
         return []
-    return [p for p in folder.glob("*.ckpt") if TEMP_MARK not in p.name]
+    return [p for p in folder.glob("*.ckpt") if p.is_file()]
 
 
 def has_checkpoints(output_dir: str | Path) -> bool:
@@ -169,37 +169,18 @@ def resolve_resume(output_dir: str | Path, ckpt_path: Any) -> ResumePoint | None
 
 # ------------------------------------------------------------------------------------------------ atomic writes
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in ``path``'s folder, fsync, rename over ``path``, fsync the folder.
-
-    The temporary file is on the destination filesystem (``$TMPDIR`` may be tmpfs or another disk, where a rename
-    is a copy): readers see the old file or the complete new one. The temporary file is removed on any error.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}{TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # some filesystems refuse fsync on a directory; the rename is done either way
-        pass
+    """``torch.save`` through :func:`audiolab.data.cache.atomic_path`: a temporary file in ``path``'s folder (on the
+    destination filesystem, whatever ``$TMPDIR`` is; mode from the umask), fsync, rename over ``path``, fsync the
+    folder. Readers see the old file or the complete new one; the temporary file is removed on any error."""
+    with atomic_path(path, suffix=TEMP_SUFFIX) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
 
 
 def clean_temp_files(folder: str | Path) -> list[Path]:
     """Remove temporary checkpoint files left in ``folder`` by a killed writer; returns them."""
     folder = Path(folder)
-    removed = [p for p in folder.glob(f".*{TEMP_MARK}*") if p.is_file()] if folder.is_dir() else []
+    removed = [p for p in folder.glob(f".*{TEMP_SUFFIX}") if p.is_file()] if folder.is_dir() else []
     for p in removed:
         p.unlink(missing_ok=True)
         log.info("removed temporary file of an interrupted checkpoint write: %s", p)
