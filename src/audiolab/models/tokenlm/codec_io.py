@@ -24,9 +24,9 @@ def load_codec_for_tokens(path: str | Path, n_q: int, card: int, frame_rate: flo
         CodecMismatchError: codebook size differs from ``card``, fewer than ``n_q`` codebooks, another frame rate,
             or a segment-RMS codec (its per-segment scales are not part of the tokens).
     """
-    from audiolab.models.codec.infer import load_codec
+    from audiolab.utils.checkpoint import load_trained
 
-    codec = load_codec(str(path), str(device))
+    codec = load_trained(path, family="codec", submodule="codec", freeze=True, device=device).module
     if codec.bins != card:
         raise CodecMismatchError(f"codec {path}: codebooks of {codec.bins} codes, but the LM's tokens have "
                                  f"cardinality {card}")

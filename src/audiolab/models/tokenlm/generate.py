@@ -34,16 +34,10 @@ KEYS = ("ckpt", "codec", "tags", "seconds", "temperature", "top_k", "top_p", "cf
 
 def load_lm(ckpt: str | Path, device: str = "cpu") -> tuple[Any, Any, dict]:
     """``(TokenLMModule in eval mode, stored config, checkpoint dict)`` of a token-LM run folder or checkpoint."""
-    from audiolab.utils.checkpoint import build_module, load_checkpoint, stored_config
+    from audiolab.utils.checkpoint import load_trained
 
-    ck = load_checkpoint(ckpt)
-    cfg = stored_config(ck)
-    target = str(cfg.model.get("_target_", ""))
-    if ".tokenlm." not in target:
-        raise ValueError(f"checkpoint {ck['_path']!r} holds {target or 'an unknown model'}, not a token LM "
-                         "(audiolab.models.tokenlm)")
-    module = build_module(cfg, ck)
-    return module.to(device).eval(), cfg, ck
+    trained = load_trained(ckpt, family="tokenlm", device=device)
+    return trained.module, trained.config, {"_path": str(trained.path), "global_step": trained.global_step}
 
 
 def resolve_codec_path(codec: str | None, cfg: Any) -> str:
