@@ -60,7 +60,7 @@ data: setup
 TOKENLM_CODEC_RUN := logs/tokenlm_codec/runs/codec16k_q4
 tokenlm-codec: setup
 	OMP_NUM_THREADS=1 $(PY) -m audiolab.train experiment=codec_unbounded task_name=tokenlm_codec run_name=codec16k_q4 \
-	  ckpt_path=last logger=csv seed=0 data.root=data/codec_corpus data.sample_rate=16000 data.batch_size=8 \
+	  ckpt_path=last_or_new logger=csv seed=0 data.root=data/codec_corpus data.sample_rate=16000 data.batch_size=8 \
 	  data.crop_seconds=1.0 model.codec.seanet.n_filters=16 model.codec.seanet.dimension=64 model.codec.seanet.lstm=0 \
 	  model.codec.quantizer.n_q=4 model.codec.quantizer.threshold_ema_dead_code=0.05 model.optim.optimizer.lr=1e-3 \
 	  trainer.max_steps=1000 trainer.val_check_interval=500 trainer.limit_val_batches=5 callbacks.probe.every_n_steps=100 \
