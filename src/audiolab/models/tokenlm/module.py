@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from audiolab.callbacks.probe import probe_history
 from audiolab.models.tokenlm.data import TokenDataError
 from audiolab.models.tokenlm.model import TokenLM
 from audiolab.models.tokenlm.sampling import generate
@@ -177,13 +178,21 @@ class TokenLMModule(L.LightningModule):
         if not grads:
             return
         norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))
-        clip = self.trainer.gradient_clip_val if self._trainer is not None else None
+        trainer = self._attached_trainer()
+        clip = trainer.gradient_clip_val if trainer is not None else None
         clipped = float(clip is not None and clip > 0 and norm > float(clip))
         self._clipped.append(clipped)
         self.log_dict({"train/grad_norm": norm, "train/clipped": clipped,
                        "train/clip_fraction": sum(self._clipped) / len(self._clipped)})
 
     # ----------------------------------------------------------------------------------------- fit start
+    def _attached_trainer(self):
+        """The trainer, or None when the module is used on its own (notebook, CLI, tests)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
+
     def on_fit_start(self) -> None:
         dm = self.trainer.datamodule
         tokens = getattr(dm, "tokens", None)
@@ -235,7 +244,8 @@ class TokenLMModule(L.LightningModule):
         out = self.compute(batch)
         metrics = {"ce": float(out["loss"]), "acc": float(out["acc"].mean()), "entropy": float(out["entropy"])}
         metrics.update({f"ce_cb{k}": float(v) for k, v in enumerate(out["ce"])})
-        dm = self.trainer.datamodule if self._trainer is not None else None
+        trainer = self._attached_trainer()
+        dm = trainer.datamodule if trainer is not None else None
         if dm is not None and hasattr(dm, "train_probe_batch"):
             if self._train_probe_batch is None:
                 from audiolab.callbacks.probe import _to_device
@@ -266,7 +276,8 @@ class TokenLMModule(L.LightningModule):
 
             from audiolab.models.tokenlm.codec_io import load_codec_for_tokens
 
-            dm = self.trainer.datamodule if self._trainer is not None else None
+            trainer = self._attached_trainer()
+            dm = trainer.datamodule if trainer is not None else None
             tokens = getattr(dm, "tokens", None)
             path = self.codec_path
             if path == "auto":  # the checkpoint that made the tokens, if it is still there
@@ -316,9 +327,9 @@ class TokenLMModule(L.LightningModule):
                 media["audio"][f"ex{i}_reference"] = ref_audio[i]
                 for name, codes in runs.items():
                     media["audio"][f"ex{i}_{name}"] = decode_tokens(codec, codes[i : i + 1])[0]
-        probe = next((cb for cb in (self._trainer.callbacks if self._trainer else []) if type(cb).__name__ == "ProbeCallback"), None)
-        if probe is not None and probe.history:
-            media["figures"]["ce_curves"] = ce_curves_figure(probe.history)
+        history = probe_history(self._attached_trainer())
+        if history:
+            media["figures"]["ce_curves"] = ce_curves_figure(history)
         return media
 
     # ----------------------------------------------------------------------------------------- optim
@@ -334,7 +345,8 @@ class TokenLMModule(L.LightningModule):
                   {"params": no_decay, "weight_decay": 0.0}]
         opt = torch.optim.AdamW(groups, lr=float(cfg["lr"]), betas=tuple(float(b) for b in cfg["betas"]),
                                 eps=float(cfg["eps"]))
-        total = int(self.trainer.max_steps) if self._trainer is not None and self.trainer.max_steps > 0 else 10_000
+        trainer = self._attached_trainer()
+        total = int(trainer.max_steps) if trainer is not None and trainer.max_steps > 0 else 10_000
         warmup, floor, kind = int(cfg["warmup_steps"]), float(cfg["min_lr_ratio"]), str(cfg["schedule"])
         if kind not in ("cosine", "constant"):
             raise ValueError(f"model.optim.schedule must be 'cosine' or 'constant', got {kind!r}")
