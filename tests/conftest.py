@@ -152,3 +152,43 @@ def fast_run(tmp_path_factory, compose_run):
         return done[experiment]
 
     return _get
+
+@pytest.fixture(scope="session", autouse=True)
+def debug_tokens(tmp_path_factory) -> Path:
+    """``$AUDIOLAB_DEBUG_TOKENS`` (read by conf/debug_model/fast_tokenlm.yaml): a token export (K=4 x 1024 codes at
+    50 frames/s) of a few tagged tones, made by a tiny untrained codec that the manifest names, so ``debug=fast`` of
+    the token LM runs without `make tokenlm-data` and its demos decode to audio."""
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from audiolab.callbacks.config_embed import CONFIG_KEY
+    from audiolab.models.codec.module import CodecModule
+    from audiolab.models.codec.tokens import export_tokens
+
+    root = tmp_path_factory.mktemp("debug_tokens")
+    for i in range(6):
+        folder = root / "audio" / ("melodic" if i % 2 else "percussive")
+        folder.mkdir(parents=True, exist_ok=True)
+        t = np.arange(int(16000 * (1.5 + 0.25 * i))) / 16000
+        sf.write(str(folder / f"tone_{i}.wav"), (0.3 * np.sin(2 * np.pi * 110 * (i + 1) * t)).astype(np.float32), 16000)
+    model = {"sample_rate": 16000,
+             "codec": {"channels": 1, "output": "unbounded", "normalization": "none",
+                       "seanet": {"dimension": 16, "n_filters": 4, "ratios": [8, 5, 4, 2], "lstm": 0, "causal": True},
+                       "quantizer": {"n_q": 4, "bins": 1024, "kmeans_init": False}},
+             "loss": {"l1": {"weight": 1.0}, "mel": {"weight": 1.0, "window_sizes": [64, 128]}},
+             "optim": {"optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 3.0e-4}},
+             "eval_bandwidths": []}
+    torch.manual_seed(0)
+    ckpt = root / "codec.ckpt"
+    torch.save({"state_dict": CodecModule(**model).state_dict(), "global_step": 0,
+                CONFIG_KEY: {"model": {"_target_": "audiolab.models.codec.module.CodecModule", **model},
+                             "data": {"sample_rate": 16000}}}, ckpt)
+    export_tokens(str(ckpt), str(root / "audio"), str(root / "tokens"), chunk_seconds=0)
+    old = os.environ.get("AUDIOLAB_DEBUG_TOKENS")
+    os.environ["AUDIOLAB_DEBUG_TOKENS"] = str(root / "tokens")
+    yield root / "tokens"
+    if old is None:
+        os.environ.pop("AUDIOLAB_DEBUG_TOKENS", None)
+    else:
+        os.environ["AUDIOLAB_DEBUG_TOKENS"] = old
