@@ -163,6 +163,18 @@ def test_crafted_checkpoint_never_runs_its_payload(tmp_path, compose_run, capsys
     assert not marker.exists(), "a crafted checkpoint ran code"
 
 
+def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path):
+    """A WAV or text file passed as a checkpoint is "not a PyTorch checkpoint", not "holds Python objects"."""
+    wav = tmp_path / "take1.wav"
+    sf.write(wav, np.zeros(1600, dtype=np.float32), 16000)
+    text = tmp_path / "notes.ckpt"
+    text.write_text("hello\n")
+    for path in (wav, text):
+        with pytest.raises(CheckpointError, match=rf"{path.name}.*not a PyTorch checkpoint") as info:
+            read_checkpoint(path)
+        assert "Python objects" not in str(info.value) and "\n" not in str(info.value)
+
+
 def test_stored_config_cannot_name_arbitrary_code(tmp_path):
     path = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "audiolab_config": {"model": {"_target_": "os.system", "command": "true"}}}, path)
