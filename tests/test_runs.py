@@ -100,6 +100,31 @@ def test_cli_refuses_before_writing_anything(tmp_path, monkeypatch, capsys):
     assert _snapshot(tmp_path) == before, "a refused run wrote or touched files"
 
 
+def test_cli_missing_files_are_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    """A missing init_from checkpoint or data root, and evaluate without (or with a bad) ckpt_path / split: one line
+    naming it, exit 2 (were Hydra's 'Error executing job' with a traceback, exit 1)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from audiolab import evaluate
+
+    code, err = _main([*BASE, "run_name=a", f"init_from={tmp_path / 'nope.ckpt'}"], tmp_path, monkeypatch, capsys)
+    assert code == 2 and "init_from" in err and "nope.ckpt" in err and "Traceback" not in err, (code, err)
+    code, err = _main(["experiment=codec_unbounded", "debug=fast", "threads=1", "run_name=b",
+                       f"data.root={tmp_path / 'no_audio'}"], tmp_path, monkeypatch, capsys)
+    assert code == 2 and "no_audio" in err and "Traceback" not in err, (code, err)
+
+    for args, expected in (([], "ckpt_path=... is required"), ([f"ckpt_path={tmp_path / 'x.ckpt'}"], "x.ckpt"),
+                           ([f"ckpt_path={tmp_path}", "split=train"], "split='train'")):
+        GlobalHydra.instance().clear()
+        monkeypatch.setattr(sys, "argv", ["audiolab.evaluate", *args])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            evaluate.main()
+        GlobalHydra.instance().clear()
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and expected in err and "Traceback" not in err, (args, info.value.code, err)
+
+
 def test_overwrite_deletes_the_earlier_run(tmp_path):
     folder = tmp_path / "run"
     _fake_run_folder(folder)
