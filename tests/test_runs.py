@@ -139,6 +139,19 @@ def test_overwrite_deletes_the_earlier_run(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == [".hydra"]
 
 
+def test_a_run_that_stopped_before_any_result_does_not_block_its_folder(tmp_path):
+    """A run that failed at data setup leaves resolved_config.yaml only: the corrected command may start there (was:
+    refused as 'already holds a run', and ckpt_path=last refused too: only overwrite=true got out)."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "resolved_config.yaml").write_text("seed: 0\n")
+    (folder / "wandb_id.txt").write_text("abc\n")
+    check_run_folder(folder, None, overwrite=False)
+    (folder / "csv").mkdir()
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        check_run_folder(folder, None, overwrite=False)
+
+
 def test_resume_last_with_nothing_is_an_error_last_or_new_starts_fresh(compose_run, tmp_path):
     with pytest.raises(RunFolderError, match="nothing to resume"):
         train_one(compose_run([*BASE, "ckpt_path=last", "test=false"], tmp_path / "typo"))
