@@ -100,6 +100,31 @@ def test_cli_refuses_before_writing_anything(tmp_path, monkeypatch, capsys):
     assert _snapshot(tmp_path) == before, "a refused run wrote or touched files"
 
 
+def test_cli_missing_files_are_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    """A missing init_from checkpoint or data root, and evaluate without (or with a bad) ckpt_path / split: one line
+    naming it, exit 2 (were Hydra's 'Error executing job' with a traceback, exit 1)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from audiolab import evaluate
+
+    code, err = _main([*BASE, "run_name=a", f"init_from={tmp_path / 'nope.ckpt'}"], tmp_path, monkeypatch, capsys)
+    assert code == 2 and "init_from" in err and "nope.ckpt" in err and "Traceback" not in err, (code, err)
+    code, err = _main(["experiment=codec_unbounded", "debug=fast", "threads=1", "run_name=b",
+                       f"data.root={tmp_path / 'no_audio'}"], tmp_path, monkeypatch, capsys)
+    assert code == 2 and "no_audio" in err and "Traceback" not in err, (code, err)
+
+    for args, expected in (([], "ckpt_path=... is required"), ([f"ckpt_path={tmp_path / 'x.ckpt'}"], "x.ckpt"),
+                           ([f"ckpt_path={tmp_path}", "split=train"], "split='train'")):
+        GlobalHydra.instance().clear()
+        monkeypatch.setattr(sys, "argv", ["audiolab.evaluate", *args])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            evaluate.main()
+        GlobalHydra.instance().clear()
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and expected in err and "Traceback" not in err, (args, info.value.code, err)
+
+
 def test_overwrite_deletes_the_earlier_run(tmp_path):
     folder = tmp_path / "run"
     _fake_run_folder(folder)
@@ -112,6 +137,19 @@ def test_overwrite_deletes_the_earlier_run(tmp_path):
         check_run_folder(folder, str(tmp_path / "elsewhere.ckpt"))
     check_run_folder(folder, None, overwrite=True)
     assert sorted(p.name for p in folder.iterdir()) == [".hydra"]
+
+
+def test_a_run_that_stopped_before_any_result_does_not_block_its_folder(tmp_path):
+    """A run that failed at data setup leaves resolved_config.yaml only: the corrected command may start there (was:
+    refused as 'already holds a run', and ckpt_path=last refused too: only overwrite=true got out)."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "resolved_config.yaml").write_text("seed: 0\n")
+    (folder / "wandb_id.txt").write_text("abc\n")
+    check_run_folder(folder, None, overwrite=False)
+    (folder / "csv").mkdir()
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        check_run_folder(folder, None, overwrite=False)
 
 
 def test_resume_last_with_nothing_is_an_error_last_or_new_starts_fresh(compose_run, tmp_path):
@@ -161,6 +199,18 @@ def test_crafted_checkpoint_never_runs_its_payload(tmp_path, compose_run, capsys
     assert ddsp_infer.main([str(wav), str(tmp_path / "o.wav"), "--ckpt", str(bad)]) == 2
     assert "crafted.ckpt" in capsys.readouterr().err
     assert not marker.exists(), "a crafted checkpoint ran code"
+
+
+def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path):
+    """A WAV or text file passed as a checkpoint is "not a PyTorch checkpoint", not "holds Python objects"."""
+    wav = tmp_path / "take1.wav"
+    sf.write(wav, np.zeros(1600, dtype=np.float32), 16000)
+    text = tmp_path / "notes.ckpt"
+    text.write_text("hello\n")
+    for path in (wav, text):
+        with pytest.raises(CheckpointError, match=rf"{path.name}.*not a PyTorch checkpoint") as info:
+            read_checkpoint(path)
+        assert "Python objects" not in str(info.value) and "\n" not in str(info.value)
 
 
 def test_stored_config_cannot_name_arbitrary_code(tmp_path):

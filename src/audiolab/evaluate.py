@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from audiolab.audio.io import AudioLoadError
 from audiolab.data.cache import atomic_write_json
 from audiolab.utils.checkpoint import CheckpointError, check_target, load_trained
 from audiolab.utils.config import CONF_DIR
@@ -63,13 +64,22 @@ def evaluate(ckpt_path: str, output_dir: str | Path, *, split: str = "test", wri
     return result
 
 
+def _fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        _fail("ckpt_path=... is required: a run folder (probe_best.ckpt, else last.ckpt) or a .ckpt file, e.g. "
+              "python -m audiolab.evaluate ckpt_path=logs/<task>/runs/<run>")
+    if cfg.split not in ("test", "val"):
+        _fail(f"split={cfg.split!r}: expected test or val")
     try:
         _run(cfg)
-    except (CheckpointError, FileNotFoundError) as err:  # one line, like the other CLIs
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from err
+    except (CheckpointError, FileNotFoundError, AudioLoadError) as err:  # one line, like the other CLIs
+        _fail(str(err))
 
 
 def _run(cfg: DictConfig) -> None:

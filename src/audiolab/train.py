@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from audiolab.audio.io import AudioLoadError
 from audiolab.callbacks.config_embed import ConfigEmbedder
 from audiolab.callbacks.probe import find_probe
 from audiolab.data.cache import atomic_write_json
@@ -174,7 +175,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> float | None:
     try:
         result = run(cfg)
-    except (RunFolderError, CheckpointError) as err:  # one line, like the CLIs: what is wrong and what to do
+    # one line, like the CLIs: what is wrong and what to do. FileNotFoundError: a missing data root, token file or
+    # init_from checkpoint; AudioLoadError: an unreadable / empty / silent / too-short file (named in the message)
+    except (RunFolderError, CheckpointError, FileNotFoundError, AudioLoadError) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from err
     metric = cfg.get("optimized_metric")

@@ -54,6 +54,7 @@ def parse_key_values(
     *,
     recipe: str,
     required: Sequence[str] = (),
+    prog: str = "prepare",
 ) -> dict[str, Any]:
     """Parse ``key=value`` arguments into ``{key: keys[key](value)}`` (only the keys given).
 
@@ -64,6 +65,7 @@ def parse_key_values(
         keys: allowed keys and their converters (``str -> value``; ``ValueError``/``TypeError`` = bad value).
         recipe: recipe name used in the error messages.
         required: keys that must be present.
+        prog: first word of the error messages (``prepare``; another ``key=value`` CLI names itself).
 
     Raises:
         SystemExit: a one-line message on an argument without ``=``, an unknown key, a bad value or a missing
@@ -75,14 +77,14 @@ def parse_key_values(
         key, sep, value = arg.partition("=")
         key = key.lstrip("-").replace("-", "_")
         if not sep:
-            raise SystemExit(f"prepare {recipe}: expected key=value, got {arg!r} (keys: {names})")
+            raise SystemExit(f"{prog} {recipe}: expected key=value, got {arg!r} (keys: {names})")
         if key not in keys:
-            raise SystemExit(f"prepare {recipe}: unknown key {key!r} (keys: {names})")
+            raise SystemExit(f"{prog} {recipe}: unknown key {key!r} (keys: {names})")
         try:
             out[key] = keys[key](value)
         except (ValueError, TypeError) as exc:
-            raise SystemExit(f"prepare {recipe}: bad value for {key}: {exc}") from exc
+            raise SystemExit(f"{prog} {recipe}: bad value for {key}: {exc}") from exc
     missing = [k for k in required if k not in out]
     if missing:
-        raise SystemExit(f"prepare {recipe}: {', '.join(f'{k}=...' for k in missing)} required (keys: {names})")
+        raise SystemExit(f"{prog} {recipe}: {', '.join(f'{k}=...' for k in missing)} required (keys: {names})")
     return out

@@ -90,15 +90,18 @@ def read_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str,
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types (UnpicklingError, EOFError, RuntimeError...)
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
-        if "weights_only" in text.lower() or "Unsupported global" in text:
-            found = re.search(r"GLOBAL ([\w.]+)", text)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found or "Unsupported global" in text:
             what = f"it names {found.group(1)}" if found else "not tensors and plain types"
             raise CheckpointError(
                 f"checkpoint {str(path)!r} holds Python objects that a safe load refuses ({what}); audiolab checkpoints "
                 "hold tensors and plain types only (see audiolab.utils.checkpoint.SAFE_GLOBALS)"
             ) from err
-        first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {str(path)!r} could not be read ({type(err).__name__}: {first})") from err
+        # anything else (a WAV, a text file, a truncated zip): the unpickler's own reason, not the weights_only advice
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        first = detail.group(1).strip() if detail else (text.strip().splitlines()[0] if text.strip() else "")
+        raise CheckpointError(f"checkpoint {str(path)!r} could not be read: not a PyTorch checkpoint, or a damaged "
+                              f"one ({type(err).__name__}: {first})") from err
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(ckpt).__name__}, not a checkpoint dict")
     return ckpt

@@ -5,7 +5,8 @@ and a thread count that suits small machines.
 Run folder rules (``logs/<task_name>/runs/<run_name>``):
 
 * a new run into a folder that already holds a run is refused *before anything is written*; the message offers
-  ``ckpt_path=last`` (continue it), a new ``run_name``, or ``overwrite=true`` (delete it and start again);
+  ``ckpt_path=last`` (continue it), a new ``run_name``, or ``overwrite=true`` (delete it and start again). A folder
+  holding only the config of a run that stopped before any result (no checkpoint, metric, probe or media) is free;
 * ``ckpt_path=last`` resumes from ``checkpoints/last.ckpt``; if that file is unreadable (a kill during a write on an
   old version, a full disk) it warns, naming it, and resumes from the newest readable checkpoint of the folder;
   with nothing to resume it is an error (a typo in ``run_name`` must not silently start from step 0);
@@ -54,6 +55,9 @@ RUN_KEY = "audiolab_run"
 TEMP_SUFFIX = ".ckpt-tmp"  # temporary checkpoint files: .<name>.<random>.ckpt-tmp in the destination folder
 # written by Hydra for the current job before the task starts: not a previous run's results
 _HYDRA_FILES = {".hydra"}
+#: What a run leaves when it stops before its first result (e.g. a missing data root found at setup): nothing to
+#: keep, so a new run may take the folder (otherwise the fixed command would be refused, and ckpt_path=last too).
+_NOT_STARTED = {"resolved_config.yaml", "wandb_id.txt"}
 
 
 class RunFolderError(RuntimeError):
@@ -97,6 +101,10 @@ def check_run_folder(output_dir: str | Path, ckpt_path: Any = None, overwrite: b
             f"ckpt_path={RESUME_IF_POSSIBLE} resumes when there is a checkpoint and starts fresh otherwise"
         )
     if not found or _is_resume(ckpt_path):
+        return
+    if set(found) <= _NOT_STARTED:
+        log.info("run folder %s holds only %s of a run that stopped before any result: starting there",
+                 folder, ", ".join(found))
         return
     if overwrite:
         log.warning("overwrite=true: deleting the earlier run in %s", folder)

@@ -124,6 +124,23 @@ def test_splits_ladder_overfit_and_short_files(tmp_path):
         _dm(root3, crop_frames=100)
 
 
+def test_split_fallbacks_are_warned(tmp_path, caplog):
+    """Held-out metrics computed on training data (one file) or test = validation must be said, not silent."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="audiolab"):
+        one = _dm(_many(tmp_path / "one", n_files=1))
+    assert one.val_files == one.train_files and "none held out" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="audiolab"):
+        five = _dm(_many(tmp_path / "five", n_files=5), test_fraction=0.05)
+    assert five.test_files == five.val_files and "test split reuses" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="audiolab"):
+        _dm(_many(tmp_path / "ten", n_files=10), test_fraction=0.2)
+    assert "reuses" not in caplog.text and "held out" not in caplog.text
+
+
 def test_padding_of_short_crops_is_masked(tmp_path):
     tokens = np.arange(3 * 30).reshape(3, 30).astype(np.int16) % 16
     root = write_tokens(tmp_path / "t", tokens, files=[{"source": "x.wav", "offset": 0, "n_frames": 18},

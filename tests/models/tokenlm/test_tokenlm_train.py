@@ -96,8 +96,47 @@ def test_generate_cli_writes_wav_and_sidecar(delay_run, tmp_path, token_dir, cap
     assert again["lengths_frames"] == side["lengths_frames"]
     assert (sf.read(str(tmp_path / "again_0.wav"))[0] == sf.read(str(wavs[0]))[0]).all()
     assert torch.is_grad_enabled()  # the CLI does not switch autograd off for its caller
-    with pytest.raises(SystemExit, match="not in the model's vocabulary"):
-        main([f"ckpt={out_dir}", "tags=dubstep", "seconds=0.01", f"out={tmp_path / 'x.wav'}"])
+
+
+def _generate_fails(capsys, argv) -> str:
+    from audiolab.models.tokenlm.generate import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, (info.value.code, err)
+    assert err.startswith("tokenlm generate: "), err
+    return err
+
+
+def test_generate_cli_errors_are_one_line_exit_2(capsys, tmp_path):
+    """Bad arguments, values and files: one line naming what is wrong, exit status 2 (was: raw tracebacks, status 1)."""
+    assert "checkpoint" in _generate_fails(capsys, [f"ckpt={tmp_path / 'nope.ckpt'}"])
+    assert "unknown key 'bogus'" in _generate_fails(capsys, ["ckpt=x", "bogus=1"])
+    assert "bad value for seconds" in _generate_fails(capsys, ["ckpt=x", "seconds=abc"])
+    assert "bad value for use_cache" in _generate_fails(capsys, ["ckpt=x", "use_cache=maybe"])
+    assert "ckpt=... required" in _generate_fails(capsys, ["seconds=1"])
+    assert "n=0" in _generate_fails(capsys, ["ckpt=x", "n=0"])
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint\n")
+    assert "notes.ckpt" in _generate_fails(capsys, [f"ckpt={text}"])
+
+
+def test_generate_cli_model_and_codec_errors(delay_run, tmp_path, capsys):
+    from .conftest import make_tiny_codec
+
+    out_dir, _ = delay_run
+    assert "not in the model's vocabulary" in _generate_fails(
+        capsys, [f"ckpt={out_dir}", "tags=dubstep", "seconds=0.01", f"out={tmp_path / 'x.wav'}"])
+    other = make_tiny_codec(tmp_path / "bins8.ckpt", bins=8)
+    err = _generate_fails(capsys, [f"ckpt={out_dir}", f"codec={other}", "seconds=0.01", f"out={tmp_path / 'y.wav'}"])
+    assert "bins8.ckpt" in err and "codebooks of 8 codes" in err and "cardinality 16" in err, err
+    err = _generate_fails(capsys, [f"ckpt={out_dir}", f"prompt={tmp_path / 'missing.wav'}", "seconds=0.01",
+                                   f"out={tmp_path / 'z.wav'}"])
+    assert "missing.wav" in err, err
+    err = _generate_fails(capsys, [f"ckpt={other}", "seconds=0.01"])  # a codec where the LM was expected
+    assert "not a tokenlm checkpoint" in err, err
 
 
 def test_model_data_mismatch_is_named(make_run_cfg, tmp_path, token_dir):

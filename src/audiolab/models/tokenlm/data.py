@@ -332,7 +332,12 @@ class TokenDataModule(L.LightningDataModule):
                     raise TokenDataError(f"{self.tokens.path}: data.include_tags={self.include_tags} leaves "
                                          f"{len(self.train_files)} train / {len(self.val_files)} val files")
             if not self.val_files:  # one file: validate on it (an overfit in all but name)
+                log.warning("%s: %d file(s), none held out: validation and test run on the training file(s) "
+                            "(val/ and test/ metrics are training metrics)", self.tokens.path, len(files))
                 self.val_files = self.test_files = self.train_files
+            elif self.test_files is self.val_files or self.test_files == self.val_files:
+                log.warning("%s: test_fraction=%s gives no test file for %d files; the test split reuses the "
+                            "validation files", self.tokens.path, self.test_fraction, len(files))
         train_frames = sum(f.n_frames for f in self.train_files)
         n_train = self.crops_per_epoch or max(len(self.train_files), train_frames // crop)
         if self.overfit_file is not None:

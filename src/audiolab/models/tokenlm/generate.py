@@ -10,6 +10,9 @@
 * ``codec``: default = the LM's ``model.codec`` if it is a path, else the checkpoint named in the training token
   manifest (``auto``). Its codebook size / count / frame rate must match the LM's tokens (clear error otherwise).
 * ``n > 1``: files ``<out stem>_<i>.wav``.
+
+Like the other CLIs, a mistake (bad argument or value, missing or unusable checkpoint, a codec that does not fit the
+tokens, an unreadable prompt) prints one line, ``tokenlm generate: <what is wrong>``, and exits with status 2.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -30,6 +33,8 @@ log = logging.getLogger("audiolab")
 
 KEYS = ("ckpt", "codec", "tags", "seconds", "temperature", "top_k", "top_p", "cfg_scale", "seed", "prompt",
         "prompt_seconds", "n", "out", "use_cache", "device")
+#: Exit status of a user error (as argparse, the codec CLI and ``audiolab.prepare``).
+EXIT_USAGE = 2
 
 
 def load_lm(ckpt: str | Path, device: str = "cpu") -> tuple[Any, Any, dict]:
@@ -146,16 +151,41 @@ class _Collect(logging.Handler):
         self.sink.append(record.getMessage())
 
 
+def _key_types() -> dict[str, Any]:
+    from audiolab.data.cli import boolean, optional
+
+    types: dict[str, Any] = {k: str for k in KEYS}
+    types.update({"seconds": float, "temperature": float, "top_k": int, "top_p": float, "cfg_scale": float,
+                  "seed": int, "prompt_seconds": optional(float), "n": int, "use_cache": boolean})
+    return types
+
+
+def _fail(message: str) -> NoReturn:
+    print(" | ".join(line.strip() for line in str(message).strip().splitlines() if line.strip()), file=sys.stderr,
+          flush=True)
+    raise SystemExit(EXIT_USAGE)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """CLI entry point: the sidecar dict; a user error prints one line on stderr and exits with status 2."""
     from audiolab.data.cli import parse_key_values
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
-        raise SystemExit(0 if argv else 2)
-    opts = parse_key_values(argv, {k: str for k in KEYS}, recipe="tokenlm generate", required=("ckpt",))
-    with torch.no_grad():  # scoped: a caller's (or a test session's) autograd state is left as it was
-        return run_generate(opts)
+        raise SystemExit(0 if argv else EXIT_USAGE)
+    try:
+        opts = parse_key_values(argv, _key_types(), recipe="generate", prog="tokenlm", required=("ckpt",))
+        if opts.get("n", 1) < 1 or opts.get("seconds", 8.0) <= 0:
+            raise ValueError(f"n={opts.get('n', 1)} and seconds={opts.get('seconds', 8.0)} must be positive")
+        with torch.no_grad():  # scoped: a caller's (or a test session's) autograd state is left as it was
+            return run_generate(opts)
+    except SystemExit as exc:  # the key=value parser and the checks above exit with a message
+        if isinstance(exc.code, str):
+            _fail(exc.code if exc.code.startswith("tokenlm generate") else f"tokenlm {exc.code}")
+        raise
+    except (FileNotFoundError, ValueError) as exc:  # missing files; CheckpointError, CodecMismatchError, AudioLoadError
+        _fail(f"tokenlm generate: {exc}")
 
 
 if __name__ == "__main__":
