@@ -14,6 +14,10 @@ RECIPES = {
     "ddsp": "audiolab.data.ddsp:prepare_main",
     "codec_corpus": "audiolab.data.codec_corpus:main",
     "codec_tokens": "audiolab.models.codec.tokens:prepare_main",
+    "kick_aggregate": "audiolab.models.kick.data:aggregate_main",
+    "kick_preprocess": "audiolab.models.kick.data:preprocess_main",
+    "kick_synth": "audiolab.models.kick.data:synth_main",
+    "kick_data": "audiolab.models.kick.data:data_main",
 }
 
 
