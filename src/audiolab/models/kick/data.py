@@ -57,7 +57,7 @@ from audiolab.models.kick.keywords import (
 
 log = logging.getLogger("audiolab")
 
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2
 METADATA_FIELDS = ("filename", "original_path", "keywords", "source", "group")
 ROOT_HINT = "run `make data` (python -m audiolab.prepare kick_data out_dir=data/kick) or set data.root=<a kick_preprocess folder>"
 MODES = ("mel", "crop")
@@ -239,11 +239,12 @@ def preprocess(in_dir: str | Path, out_dir: str | Path, mel: MelConfig | None = 
         warnings.warn(f"kick_preprocess: skipped {b['original_path']}: {b['reason']}", stacklevel=2)
     if not clips:
         raise ValueError(f"kick_preprocess: no usable clip in {src}")
-    audio_arr = np.stack(clips)
+    pcm = np.round(np.stack(clips) * 32767.0).astype(np.int16)
+    audio_arr = pcm.astype(np.float32) / 32767.0  # the mel of exactly the stored samples (vocoder target = input)
     mels = np.concatenate([mel(torch.from_numpy(audio_arr[i:i + 64])).numpy()
                            for i in range(0, len(audio_arr), 64)]).astype(np.float32)
     buf = io.BytesIO()
-    np.save(buf, np.round(audio_arr * 32767.0).astype(np.int16))
+    np.save(buf, pcm)
     atomic_write_bytes(out / "audio.npy", buf.getvalue())
     buf = io.BytesIO()
     np.save(buf, mels)

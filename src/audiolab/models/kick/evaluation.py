@@ -3,8 +3,9 @@
 Features: the VAE encoder's mean (``[352]`` for a 4x8x11 latent) of a log-mel — the same function for real clips
 and generated mels. For real and synthetic test clips separately:
 
-* KID and Fréchet distance of generated kicks (prompted with the test clips' keywords) vs the test clips, and the
-  floor: the same number of *training* clips vs the test clips (real-vs-real, different drums);
+* KID and Fréchet distance of generated kicks (prompted with the held-out clips' keywords) vs the held-out clips
+  (val + test splits: the real kicks of one split are only a few drums), and the floor: the same number of
+  *training* clips vs the held-out clips (real-vs-real, different drums);
 * memorization: nearest-training-neighbour distance of generated kicks vs that of the held-out clips, and the
   share of generated kicks closer to a training clip than 95 % of held-out clips are ("near copies").
 
@@ -90,8 +91,9 @@ def evaluate_generation(pipe: Any, dm: Any, n_generate: int = 200, keyword_n: in
     """
     settings = {"sampler": sampler, "steps": int(steps), "cfg_scale": float(cfg_scale)}
     out: dict[str, Any] = {"settings": {**settings, "n_generate": int(n_generate), "keyword_n": int(keyword_n)}}
-    rows = {s: dm.rows(s) for s in ("train", "test")}
-    mels = {s: dm.mels(s) for s in ("train", "test")}
+    # held-out = val + test: the real kicks of one split are only a few drums
+    rows = {"train": dm.rows("train"), "test": dm.rows("val") + dm.rows("test")}
+    mels = {"train": dm.mels("train"), "test": torch.cat([dm.mels("val"), dm.mels("test")])}
     feats = {s: latent_features(pipe.vae, mels[s]) for s in ("train", "test")}
     rng = np.random.default_rng(seed)
     next_seed = [int(seed) * 100_000]

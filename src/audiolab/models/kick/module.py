@@ -233,6 +233,9 @@ class KickDiffusionModule(L.LightningModule):
             except RuntimeError as err:
                 raise ValueError(f"model.vocoder does not match the generator in {self.vocoder_ckpt}: {err}") from err
             log.info("loaded the frozen vocoder from %s", self.vocoder_ckpt)
+        elif self.vocoder is not None and not self.allow_untrained:
+            raise FileNotFoundError("model.vocoder is set but model.vocoder_ckpt is null: give the kick_hifigan run "
+                                    "folder / .ckpt (or model.vocoder=null to train without a vocoder)")
         _freeze(self.vae)
         if self.vocoder is not None:
             _freeze(self.vocoder)
