@@ -32,6 +32,7 @@ bench: setup
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	$(PY) -m audiolab.bench ddsp $(ARGS)
 	$(PY) -m audiolab.bench codec $(ARGS)
+	$(PY) -m audiolab.bench kick $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests
