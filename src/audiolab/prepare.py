@@ -11,8 +11,8 @@ import logging
 import sys
 
 RECIPES = {
-    "ddsp": "audiolab.data.ddsp:prepare_main",
-    "codec_corpus": "audiolab.data.codec_corpus:main",
+    "ddsp": "audiolab.models.ddsp.data:prepare_main",
+    "codec_corpus": "audiolab.models.codec.corpus:main",
     "codec_tokens": "audiolab.models.codec.tokens:prepare_main",
     "kick_aggregate": "audiolab.models.kick.data:aggregate_main",
     "kick_preprocess": "audiolab.models.kick.data:preprocess_main",

@@ -130,7 +130,7 @@ def test_split_keeps_drums_together_and_batches(kick_root):
     dm = KickDataModule(str(kick_root), mode="mel", batch_size=4, min_count=2)
     dm.setup()
     groups = {}
-    for split, idx in dm.splits.items():
+    for split, idx in dm.indices.items():
         for i in idx:
             groups.setdefault(dm.store.rows[i]["group"], set()).add(split)
     assert all(len(s) == 1 for s in groups.values()), {g: s for g, s in groups.items() if len(s) > 1}
@@ -146,7 +146,7 @@ def test_split_keeps_drums_together_and_batches(kick_root):
 def test_vocoder_crops_are_hop_aligned(kick_root):
     dm = KickDataModule(str(kick_root), mode="crop", batch_size=2, crop_samples=8192, min_count=2)
     dm.setup()
-    ds = dm.datasets["train"]
+    ds = dm.train_set
     hop, mel = 512, MelConfig()
     for index in (0, 5, 3 * len(ds) + 2):
         item = ds[index]
@@ -161,7 +161,7 @@ def test_vocoder_crops_are_hop_aligned(kick_root):
         np.testing.assert_allclose(crop_mel[:, 3:13][loud], dm.store.mel[k][:, s + 3:s + 13][loud], atol=1e-4)
     starts = {ds.start_frame(i) for i in range(len(ds) * 3)}
     assert len(starts) > 3 and max(starts) <= 88200 // 512 - 16
-    val = dm.datasets["val"][0]
+    val = dm.val_set[0]
     assert val["audio"].shape == (173 * 512,) and val["mel"].shape == (128, 173)
 
 
@@ -185,4 +185,4 @@ def test_build_synthetic_writes_a_folder(tmp_path):
     dm.prepare_data()
     dm.setup()
     manifest = json.loads((tmp_path / "syn" / "manifest.json").read_text())
-    assert manifest["n_clips"] == 12 and sum(len(v) for v in dm.splits.values()) == 12
+    assert manifest["n_clips"] == 12 and sum(len(v) for v in dm.indices.values()) == 12

@@ -22,8 +22,10 @@ from torch import Tensor
 
 from audiolab.audio.io import save_audio
 from audiolab.losses.balancer import LossBalancer
-from audiolab.losses.codec import MultiScaleMelLoss, rms_ratio_loss
-from audiolab.metrics.codec import CodebookUsageAccumulator, bitrate_kbps, codebook_stats, waveform_metrics
+from audiolab.losses.level import rms_ratio_loss
+from audiolab.losses.spectral import MultiScaleMelLoss
+from audiolab.metrics.codebook import CodebookUsageAccumulator, bitrate_kbps, codebook_stats
+from audiolab.metrics.waveform import waveform_metrics
 from audiolab.models.codec.discriminator import (
     MultiScaleSTFTDiscriminator,
     discriminator_hinge_loss,

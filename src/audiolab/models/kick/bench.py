@@ -20,21 +20,21 @@ them); the result JSON records the machine, threads and load average.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from audiolab.bench.common import device_description, environment, time_interleaved, utc_now
+from audiolab.bench.common import base_parser, environment, result_header, time_interleaved, write_result
 from audiolab.models.kick.audio import MelConfig
 from audiolab.models.kick.diffusion import NoiseSchedule
 from audiolab.models.kick.hifigan import HiFiGANGenerator
 from audiolab.models.kick.unet import LatentUNet
 from audiolab.models.kick.vae import KickVAE
 
+SCHEMA_VERSION = 1
+DEFAULT_OUT = "experiments/kick_diffusion/bench.json"
 WIDTHS = (512, 256, 128)
 SAMPLER_STEPS = (("ddim", 50), ("ddim", 25), ("dpmsolver++", 20), ("dpmsolver++", 10))
 
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         unet, vae = module.unet.eval(), module.vae.eval()
     else:
         unet, vae = LatentUNet().eval(), KickVAE().eval()
-    result: dict[str, Any] = {"bench": "kick", "time_utc": utc_now(), "device": device_description(device),
+    result: dict[str, Any] = {**result_header("kick", SCHEMA_VERSION, device),
                               "environment": environment(device), "load_average": list(os.getloadavg()),
                               "settings": {"threads": int(args.threads), "batch": b, "repeats": reps,
                                            "vocoder_batch": int(args.vocoder_batch), "ckpt": args.ckpt}}
@@ -169,24 +169,18 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m audiolab.bench kick", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="one width, one repeat, tiny end-to-end (CI)")
+    p = base_parser("kick", __doc__.split("\n\n")[0], DEFAULT_OUT, "one vocoder width, one repeat, 2-kick end to end")
     p.add_argument("--threads", type=int, default=2, help="torch threads (the serving machine has 2 cores)")
     p.add_argument("--batch", type=int, default=16, help="kicks per U-Net/VAE call (CFG doubles the U-Net batch)")
     p.add_argument("--vocoder-batch", type=int, default=4, help="kicks per vocoder call")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--ckpt", default=None, help="a kick_unet / kick_pipeline run (default: random weights)")
-    p.add_argument("--out", default=None, help="write the result JSON here (and .md next to it)")
-    p.add_argument("--device", default="cpu", choices=["cpu"], help="CPU only: the deployment target")
     args = p.parse_args(argv)
+    if args.device != "cpu":
+        raise SystemExit("bench kick: CPU only (--device cpu): the deployment target is a 2-core CPU")
     result = run(args)
-    md = markdown(result)
-    print(md)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n")
-        out.with_suffix(".md").write_text(md)
+    out = write_result(result, args.out, markdown)
+    out.with_suffix(".md").write_text(markdown(result))
     return 0
 
 

@@ -35,15 +35,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
-from torch.utils.data import default_collate as _collate
+from torch.utils.data import Dataset, Sampler
 
 from audiolab.audio.io import AUDIO_EXTENSIONS, AudioLoadError, load_audio
 from audiolab.data.cache import atomic_write_bytes, atomic_write_json, content_hash
-from audiolab.data.codec import split_by_category
+from audiolab.data.cli import boolean, comma_list, parse_key_values
+from audiolab.data.module import CachedSplitDataModule, check_hparams, split_fraction_checks
+from audiolab.data.splits import split_by_category
 from audiolab.models.kick.audio import CLIP_SAMPLES, SAMPLE_RATE, MelConfig, SilentClipError, prepare_clip
 from audiolab.models.kick.keywords import (
     DEFAULT_EXCLUDE,
@@ -79,27 +79,6 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
         raise FileNotFoundError(f"{p} does not exist")
     with p.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-def _parse_kv(argv: Sequence[str], recipe: str, types: dict[str, type]) -> dict[str, Any]:
-    """``key=value`` arguments -> typed kwargs; unknown keys and bad values exit with a message naming them."""
-    out: dict[str, Any] = {}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("-").replace("-", "_")
-        if not sep or key not in types:
-            raise SystemExit(f"prepare {recipe}: expected key=value with key in {sorted(types)}, got {arg!r}")
-        typ = types[key]
-        try:
-            if typ is bool:
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(f"expected true/false, got {value!r}")
-                out[key] = value.lower() in ("true", "1", "yes")
-            else:
-                out[key] = typ(value)
-        except ValueError as exc:
-            raise SystemExit(f"prepare {recipe}: bad value for {key}: {exc}") from exc
-    return out
 
 
 def _parse_sources(spec: str) -> dict[str, Path]:
@@ -310,7 +289,7 @@ def render_soundfont_kicks(out_dir: str | Path, soundfonts: dict[str, tuple[Path
         soundfonts: ``{name: (sf2 path, MIDI channel, {program: kit name})}`` (channel 9 = GM drum bank).
     Files: ``kick_<name>_<kit>_n<note>_vel<velocity>.wav`` (velocity is not part of the drum group).
     """
-    from audiolab.assets.ddsp_demo.render import render_wav
+    from audiolab.audio.midi import render_wav
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -389,19 +368,17 @@ def build_kick_data(out_dir: str | Path = "data/kick", work_dir: str | Path | No
 # ------------------------------------------------------------------------------------------------- CLI
 def aggregate_main(argv: list[str]) -> None:
     """``python -m audiolab.prepare kick_aggregate source_dir=DIR[,NAME=DIR...] out_dir=DIR``."""
-    kw = _parse_kv(argv, "kick_aggregate", {"source_dir": str, "out_dir": str, "min_bytes": int, "max_bytes": int})
-    if "source_dir" not in kw or "out_dir" not in kw:
-        raise SystemExit("prepare kick_aggregate: source_dir=DIR[,NAME=DIR...] and out_dir=DIR are required")
+    kw = parse_key_values(argv, {"source_dir": str, "out_dir": str, "min_bytes": int, "max_bytes": int},
+                          recipe="kick_aggregate", required=("source_dir", "out_dir"))
     report = aggregate(_parse_sources(kw.pop("source_dir")), kw.pop("out_dir"), **kw)
     print(json.dumps({k: report[k] for k in ("kept", "sources", "skipped")}, indent=1))
 
 
 def preprocess_main(argv: list[str]) -> None:
     """``python -m audiolab.prepare kick_preprocess in_dir=DIR out_dir=DIR [on_bad_file=skip|error]``."""
-    kw = _parse_kv(argv, "kick_preprocess", {"in_dir": str, "out_dir": str, "on_bad_file": str, "peak_db": float,
-                                             "fade_seconds": float, "progress": bool})
-    if "in_dir" not in kw or "out_dir" not in kw:
-        raise SystemExit("prepare kick_preprocess: in_dir=DIR and out_dir=DIR are required")
+    kw = parse_key_values(argv, {"in_dir": str, "out_dir": str, "on_bad_file": str, "peak_db": float,
+                                 "fade_seconds": float, "progress": boolean},
+                          recipe="kick_preprocess", required=("in_dir", "out_dir"))
     m = preprocess(kw.pop("in_dir"), kw.pop("out_dir"), **kw)
     print(json.dumps({k: m[k] for k in ("n_clips", "sources", "mel_shape")}), f"skipped={len(m['skipped'])}")
 
@@ -410,18 +387,15 @@ def synth_main(argv: list[str]) -> None:
     """``python -m audiolab.prepare kick_synth out_dir=DIR [n=2000] [seed=0]``."""
     from audiolab.models.kick.synth import write_synthetic_set
 
-    kw = _parse_kv(argv, "kick_synth", {"out_dir": str, "n": int, "seed": int, "progress": bool})
-    if "out_dir" not in kw:
-        raise SystemExit("prepare kick_synth: out_dir=DIR is required")
+    kw = parse_key_values(argv, {"out_dir": str, "n": int, "seed": int, "progress": boolean}, recipe="kick_synth",
+                          required=("out_dir",))
     print(write_synthetic_set(kw.pop("out_dir"), **kw))
 
 
 def data_main(argv: list[str]) -> None:
     """``python -m audiolab.prepare kick_data [out_dir=data/kick] [synth_n=2000] [seed=0] [include=a,b]``."""
-    kw = _parse_kv(argv, "kick_data", {"out_dir": str, "work_dir": str, "synth_n": int, "seed": int,
-                                       "include": str, "progress": bool})
-    if "include" in kw:
-        kw["include"] = [s for s in kw["include"].split(",") if s]
+    kw = parse_key_values(argv, {"out_dir": str, "work_dir": str, "synth_n": int, "seed": int,
+                                 "include": comma_list, "progress": boolean}, recipe="kick_data")
     m = build_kick_data(**kw)
     print(json.dumps({k: m[k] for k in ("n_clips", "sources", "mel_shape")}), f"skipped={len(m['skipped'])}")
 
@@ -524,7 +498,7 @@ class CropDataset(Dataset):
         return {"audio": torch.from_numpy(audio), "mel": torch.from_numpy(np.ascontiguousarray(mel)), "index": k}
 
 
-class KickDataModule(L.LightningDataModule):
+class KickDataModule(CachedSplitDataModule):
     """Kick clips of a ``kick_preprocess`` folder, split by source and drum group.
 
     ``mode="mel"`` (VAE, U-Net): batches ``{"mel": [B, 1, 128, 173], "keywords": [B, V], "index": [B]}``.
@@ -532,7 +506,8 @@ class KickDataModule(L.LightningDataModule):
     ``crop_samples`` (a multiple of the hop; ``null`` = whole 2-s clips), val/test always whole clips.
 
     ``build_synthetic=n``: if ``root`` holds no prepared data, write ``n`` synthetic kicks there first (the
-    ``debug=fast`` configs use it so every experiment runs on a fresh machine).
+    ``debug=fast`` configs use it so every experiment runs on a fresh machine). ``overfit_batches > 0``: train,
+    val and test are the first ``batch_size * overfit_batches`` training clips (whole, in order).
     The keyword vocabulary (:attr:`vocabulary`) counts the training split only.
     """
 
@@ -540,17 +515,19 @@ class KickDataModule(L.LightningDataModule):
                  crop_samples: int | None = 8192, val_fraction: float = 0.1, test_fraction: float = 0.1,
                  split_seed: int = 0, min_count: int = 5, exclude_keywords: Sequence[str] = DEFAULT_EXCLUDE,
                  sources: Sequence[str] | None = None, build_synthetic: int | None = None,
-                 mel: dict | None = None, drop_last: bool = True) -> None:
+                 mel: dict | None = None, overfit_batches: int = 0) -> None:
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"data.mode must be one of {MODES}, got {mode!r}")
         self.mel_cfg = MelConfig.from_dict(mel)
-        if crop_samples is not None and (crop_samples <= 0 or crop_samples % self.mel_cfg.hop_length):
-            raise ValueError(f"data.crop_samples must be a positive multiple of the hop ({self.mel_cfg.hop_length}) "
-                             f"or null (whole clips), got {crop_samples}")
-        for key, value in (("batch_size", batch_size), ("min_count", min_count)):
-            if int(value) < 1:
-                raise ValueError(f"data.{key} must be >= 1, got {value}")
+        hop = self.mel_cfg.hop_length
+        check_hparams(
+            [("data.batch_size", batch_size, int(batch_size) >= 1, ">= 1"),
+             ("data.num_workers", num_workers, int(num_workers) >= 0, ">= 0"),
+             ("data.min_count", min_count, int(min_count) >= 1, ">= 1"),
+             ("data.overfit_batches", overfit_batches, int(overfit_batches) >= 0, ">= 0"),
+             ("data.crop_samples", crop_samples, crop_samples is None or (crop_samples > 0 and crop_samples % hop == 0),
+              f"a positive multiple of the hop ({hop}) or null (whole clips)"),
+             *[(f"data.{k}", v, ok, w) for k, v, ok, w in split_fraction_checks(val_fraction, test_fraction)]],
+            [("data.mode", mode, MODES)])
         self.root = str(root)
         self.mode = mode
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
@@ -560,33 +537,35 @@ class KickDataModule(L.LightningDataModule):
         self.exclude_keywords = [str(e) for e in exclude_keywords]
         self.sources = list(sources) if sources else None
         self.build_synthetic = build_synthetic
-        self.drop_last = bool(drop_last)
+        self.overfit_batches = int(overfit_batches)
         self.store: KickStore | None = None
-        self.splits: dict[str, list[int]] = {}
+        self.indices: dict[str, list[int]] = {}
         self.vocabulary: KeywordVocabulary | None = None
-        self.datasets: dict[str, Dataset] = {}
 
     # -------------------------------------------------------------------------------------------- setup
-    def prepare_data(self) -> None:
+    def _prepare(self, progress: bool) -> Path:
         root = Path(self.root)
-        if (root / "manifest.json").is_file() or not self.build_synthetic:
-            return
+        if (root / "manifest.json").is_file():
+            return root
+        if not self.build_synthetic:
+            raise FileNotFoundError(f"kick data root {str(root)!r} has no manifest.json; {ROOT_HINT}")
         from audiolab.models.kick.synth import write_synthetic_set
 
         work = root.parent / f"{root.name}_work"
-        write_synthetic_set(work / "synthetic", n=int(self.build_synthetic), seed=self.split_seed, progress=False)
+        write_synthetic_set(work / "synthetic", n=int(self.build_synthetic), seed=self.split_seed, progress=progress)
         aggregate({"synthetic": work / "synthetic"}, work / "raw")
-        preprocess(work / "raw", root, mel=self.mel_cfg, progress=False)
+        preprocess(work / "raw", root, mel=self.mel_cfg, progress=progress)
+        return root
 
     def setup(self, stage: str | None = None) -> None:
         if self.store is not None:
             return
-        if not (Path(self.root) / "manifest.json").is_file():
-            self.prepare_data()
-        self.store = store = KickStore(self.root)
-        if tuple(store.mel.shape[1:]) != (self.mel_cfg.n_mels, self.mel_cfg.frames(store.audio.shape[1])):
-            raise ValueError(f"{self.root}: mel.npy has shape {store.mel.shape[1:]}, the mel settings give "
-                             f"{(self.mel_cfg.n_mels, self.mel_cfg.frames(store.audio.shape[1]))}; re-run kick_preprocess")
+        self._cache_manifest()
+        self.store = store = KickStore(self.cache_path)
+        want = (self.mel_cfg.n_mels, self.mel_cfg.frames(store.audio.shape[1]))
+        if tuple(store.mel.shape[1:]) != want:
+            raise ValueError(f"{self.root}: mel.npy has shape {tuple(store.mel.shape[1:])}, the mel settings give "
+                             f"{want}; re-run kick_preprocess with these settings")
         rows = store.rows
         usable = [i for i, r in enumerate(rows) if self.sources is None or r["source"] in self.sources]
         if not usable:
@@ -598,29 +577,32 @@ class KickDataModule(L.LightningDataModule):
             warnings.simplefilter("ignore")  # single-group sources (train only) are expected for tiny sources
             parts = split_by_category(sorted(paths), self.val_fraction, self.test_fraction, self.split_seed,
                                       "folder_subfolder")
-        self.splits = {k: sorted(paths[p] for p in v) for k, v in parts.items()}
-        if not self.splits["train"]:
+        self.indices = {k: sorted(paths[p] for p in v) for k, v in parts.items()}
+        if not self.indices["train"]:
             raise ValueError(f"{self.root}: the train split is empty")
-        self.vocabulary = KeywordVocabulary.build((rows[i]["keywords"] for i in self.splits["train"]),
+        if self.overfit_batches > 0:
+            n = self.batch_size * self.overfit_batches
+            self.indices = {k: self.indices["train"][:n] for k in ("train", "val", "test")}
+        self.splits = {k: [rows[i]["filename"] for i in v] for k, v in self.indices.items()}
+        self.vocabulary = KeywordVocabulary.build((rows[i]["keywords"] for i in self.indices["train"]),
                                                   self.min_count, self.exclude_keywords,
                                                   source=f"the training split of {self.root}")
         self._write_split_manifest()
         hop = self.mel_cfg.hop_length
-        for split, idx in self.splits.items():
+        for split, idx in self.indices.items():
             if self.mode == "mel":
-                kw = self.vocabulary.encode([rows[i]["keywords"] for i in idx])
-                self.datasets[split] = MelDataset(store, idx, kw)
+                ds: Dataset = MelDataset(store, idx, self.vocabulary.encode([rows[i]["keywords"] for i in idx]))
             else:
-                train = split == "train"
+                train = split == "train" and self.overfit_batches == 0
                 crop = (self.crop_samples // hop) if (train and self.crop_samples) else None
-                self.datasets[split] = CropDataset(store, idx, hop, crop, random=train, seed=self.split_seed)
+                ds = CropDataset(store, idx, hop, crop, random=train, seed=self.split_seed)
+            setattr(self, f"{split}_set", ds)
+        self.train_sampler = _ShuffledEpochSampler(len(self.train_set), self.split_seed)
 
     def _write_split_manifest(self) -> None:
-        assert self.store is not None
         params = {"val_fraction": self.val_fraction, "test_fraction": self.test_fraction, "seed": self.split_seed,
-                  "sources": self.sources}
-        body = {"params": params, "splits": {k: [self.store.rows[i]["filename"] for i in v]
-                                             for k, v in self.splits.items()},
+                  "sources": self.sources, "overfit_batches": self.overfit_batches}
+        body = {"params": params, "splits": self.splits,
                 "vocabulary": self.vocabulary.to_dict() if self.vocabulary else None}
         path = Path(self.root) / "splits" / f"{content_hash([], params)}.json"
         data = (json.dumps(body, indent=1) + "\n").encode()
@@ -638,59 +620,24 @@ class KickDataModule(L.LightningDataModule):
         return self.store
 
     def split_indices(self, split: str) -> list[int]:
+        """Store indices (rows of ``mel.npy`` / ``metadata.csv``) of a split."""
         self._require()
-        return list(self.splits[split])
+        return list(self.indices[split])
 
     def mels(self, split: str) -> torch.Tensor:
         """All log-mels of a split, float32 ``[N, 1, n_mels, frames]``."""
         store = self._require()
-        return torch.from_numpy(store.mel[self.splits[split]][:, None].copy())
-
-    def keyword_matrix(self, split: str) -> torch.Tensor:
-        """Multi-hot keywords of a split, ``[N, V]`` (training vocabulary)."""
-        store = self._require()
-        assert self.vocabulary is not None
-        return torch.from_numpy(self.vocabulary.encode([store.rows[i]["keywords"] for i in self.splits[split]]))
+        return torch.from_numpy(store.mel[self.indices[split]][:, None].copy())
 
     def rows(self, split: str) -> list[dict[str, Any]]:
+        """Metadata rows of a split (``keywords`` as lists)."""
         store = self._require()
-        return [store.rows[i] for i in self.splits[split]]
+        return [store.rows[i] for i in self.indices[split]]
 
     def waveforms(self, split: str) -> torch.Tensor:
         """All clips of a split, float32 ``[N, 88200]``."""
         store = self._require()
-        return torch.from_numpy(np.stack([store.waveform(i) for i in self.splits[split]]))
-
-    # -------------------------------------------------------------------------------------------- loaders
-    def _loader(self, split: str, sampler: Sampler | None = None, drop_last: bool = False) -> DataLoader:
-        self._require()
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, sampler=sampler, shuffle=False,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          drop_last=drop_last)
-
-    def train_dataloader(self) -> DataLoader:
-        self._require()
-        n = len(self.datasets["train"])
-        drop = self.drop_last and n >= self.batch_size
-        return self._loader("train", self._shuffled_sampler(), drop_last=drop)
-
-    def _shuffled_sampler(self) -> Sampler[int]:
-        return _ShuffledEpochSampler(len(self.datasets["train"]), self.split_seed)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def probe_batch(self, n: int = 4) -> dict[str, Any]:
-        """The first ``n`` validation items (fixed)."""
-        self._require()
-        ds = self.datasets["val"]
-        k = min(int(n), len(ds))
-        if k == 0:
-            raise ValueError("probe_batch: the validation split is empty")
-        return _collate([ds[i] for i in range(k)])
+        return torch.from_numpy(np.stack([store.waveform(i) for i in self.indices[split]]))
 
 
 class _ShuffledEpochSampler(Sampler[int]):
