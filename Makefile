@@ -7,7 +7,7 @@ STAMP := $(VENV)/.audiolab-installed
 EXPERIMENT ?= ddsp_transformer
 ARGS ?=
 
-.PHONY: setup train test test-all bench lint data clean
+.PHONY: setup train test test-all bench lint data clean kick-pipeline
 
 # Idempotent: (re)installs only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
@@ -51,6 +51,13 @@ data: setup
 	$(PY) -m audiolab.prepare ddsp input_dir=embedded
 	$(PY) -m audiolab.prepare codec_corpus out_dir=data/codec_corpus
 	$(PY) -m audiolab.prepare kick_data out_dir=data/kick
+
+# The kick pipeline chained through checkpoints (experiments/kick_diffusion): VAE, vocoder, then U-Net + both.
+RUN ?= kick
+kick-pipeline: setup
+	$(PY) -m audiolab.train experiment=kick_vae run_name=$(RUN) $(ARGS)
+	$(PY) -m audiolab.train experiment=kick_hifigan run_name=$(RUN) $(ARGS)
+	$(PY) -m audiolab.train experiment=kick_pipeline run_name=$(RUN) $(ARGS)
 
 clean:
 	rm -rf logs outputs multirun wandb .pytest_cache .ruff_cache

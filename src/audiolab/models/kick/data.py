@@ -450,7 +450,8 @@ class MelDataset(Dataset):
 
 
 class CropDataset(Dataset):
-    """Vocoder items ``{"audio": [crop], "mel": [n_mels, crop // hop], "index": int}`` aligned to the hop.
+    """Vocoder items ``{"audio": [crop], "mel": [n_mels, crop // hop], "index": int, "start_frame": int}``
+    aligned to the hop.
 
     ``crop_frames=None``: the whole clip (all frames; audio zero-padded to ``frames * hop``). Otherwise a crop
     starting at frame ``k`` takes mel frames ``k .. k + crop_frames`` and samples ``k * hop .. (k + crop_frames)
@@ -495,7 +496,8 @@ class CropDataset(Dataset):
             s = self.start_frame(index)
             audio = wave[s * self.hop:(s + self.crop_frames) * self.hop].copy()
             mel = self.store.mel[k][:, s:s + self.crop_frames]
-        return {"audio": torch.from_numpy(audio), "mel": torch.from_numpy(np.ascontiguousarray(mel)), "index": k}
+        return {"audio": torch.from_numpy(audio), "mel": torch.from_numpy(np.ascontiguousarray(mel)), "index": k,
+                "start_frame": self.start_frame(index)}
 
 
 class KickDataModule(CachedSplitDataModule):
