@@ -25,7 +25,6 @@ import torch
 from torch import Tensor
 
 from audiolab.models.kick.metrics import (
-    DESCRIPTOR_OF,
     frechet,
     keyword_control,
     kick_descriptors,
@@ -119,20 +118,23 @@ def evaluate_generation(pipe: Any, dm: Any, n_generate: int = 200, keyword_n: in
 
     if keyword_n > 0:
         vocab = set(pipe.vocabulary.words)
-        kws = [k for k in KEYWORD_RULES if k in vocab and k in DESCRIPTOR_OF]
+        kws = [k for k in KEYWORD_RULES if k in vocab]
         syn = {s: [i for i, r in enumerate(rows[s]) if r["source"] == "synthetic"] for s in ("train", "test")}
         if kws and all(len(v) >= 4 for v in syn.values()) and "synth" in vocab:
             opp = {a: b for a, b in OPPOSITES if a in kws and b in kws}
             opp.update({b: a for a, b in list(opp.items())})
+            real = {}
+            for s in ("train", "test"):
+                d = kick_descriptors(mels[s][syn[s]], pipe.mel.sample_rate, pipe.mel.hop_length)
+                real[s] = _labelled(d, [rows[s][i] for i in syn[s]], kws, opp)
+            # a keyword needs >= 2 labelled clips with and without it in both splits
+            kws = [k for k in kws if all(len(next(iter(real[s][f"{w}:{k}"].values()))) >= 2
+                                         for s in real for w in ("with", "without"))]
             gen_desc = {}
             for kw in ["none", *kws]:
                 prompt = ["synth"] if kw == "none" else ["synth", kw]
                 g = gen([prompt] * int(keyword_n))
                 gen_desc[kw] = kick_descriptors(g.mels, pipe.mel.sample_rate, pipe.mel.hop_length)
-            real = {}
-            for s in ("train", "test"):
-                d = kick_descriptors(mels[s][syn[s]], pipe.mel.sample_rate, pipe.mel.hop_length)
-                real[s] = _labelled(d, [rows[s][i] for i in syn[s]], kws, opp)
             table = keyword_control(gen_desc, real["train"], real["test"], kws, opp)
             out["keyword_control"] = table
             out["keyword_summary"] = {

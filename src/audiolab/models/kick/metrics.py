@@ -8,21 +8,22 @@ memorization, and measured kick properties for keyword control.
 * :func:`nearest_neighbour` — distance of each sample to its nearest training sample (memorization).
 * :func:`kick_descriptors` — decay time, low-band pitch, spectral centroid, attack brightness, measured on a
   log-mel (the same function for real clips and generated mels).
-* :func:`keyword_control` — per keyword: Cohen's d of the keyword's descriptor between "with" and "without"
-  (or the opposite keyword), and the accuracy of a one-threshold classifier fitted on real labelled clips.
+* :func:`keyword_control` — per keyword: a one-descriptor threshold classifier fitted on labelled training clips,
+  its accuracy and Cohen's d on held-out clips and on generated kicks (with vs without / opposite keyword).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["mel_l1", "kid", "frechet", "nearest_neighbour", "kick_descriptors", "DESCRIPTOR_OF",
-           "cohens_d", "fit_threshold", "keyword_control", "mel_band_frequencies"]
+__all__ = ["mel_l1", "kid", "frechet", "nearest_neighbour", "kick_descriptors",
+           "cohens_d", "fit_threshold", "fit_stump", "keyword_control", "mel_band_frequencies"]
 
 
 def mel_l1(pred: Tensor, target: Tensor) -> float:
@@ -103,11 +104,18 @@ def kick_descriptors(log_mel: Tensor | np.ndarray, sample_rate: int = 44100, hop
                      f_max: float | None = None, htk: bool = True) -> dict[str, np.ndarray]:
     """Measured properties of kicks from log-mels ``[B, n_mels, frames]`` (or ``[B, 1, n_mels, frames]``).
 
-    * ``decay_s``: time from the loudest frame until the frame energy (sum of mel power) first falls 30 dB below
-      it (the frame hop is the resolution; clips that never fall that far get the clip length).
-    * ``pitch_hz``: power-weighted mean band frequency below 150 Hz over 60 - 300 ms (the body after the sweep).
-    * ``centroid_hz``: spectral centroid over the first 500 ms (drive and noise raise it).
-    * ``attack_hz``: spectral centroid of the first 3 frames (click and a fast, deep sweep raise it).
+    With ``E(band, span)`` the mel power summed over a frequency band (Hz) and a time span (s, frame hop
+    resolution):
+
+    * ``decay_s``: time from the loudest frame until the frame energy first falls 30 dB below it (clips that never
+      fall that far get the remaining length);
+    * ``pitch_hz``: power-weighted mean band frequency below 150 Hz over 60 - 300 ms (the body after the sweep);
+    * ``centroid_hz``: spectral centroid over the first 500 ms;
+    * ``hf_attack_db``: ``E(> 2 kHz, 0 - 24 ms) / E(all, 0 - 24 ms)`` in dB (noise and click layers);
+    * ``mid_attack_db``: ``E(150 - 1000 Hz, 0 - 24 ms) / E(< 150 Hz, 0 - 24 ms)`` in dB (a deep, fast sweep);
+    * ``noise_db``: ``E(> 1 kHz, 23 - 100 ms) / E(all, 23 - 100 ms)`` in dB;
+    * ``harm_db``: ``E(150 - 2000 Hz, 60 - 300 ms) / E(< 150 Hz, 60 - 300 ms)`` in dB (harmonics of the body);
+    * ``hf_decay_s``: time by which 90 % of the energy above 4 kHz has passed (drive sustains the upper partials).
 
     Returns ``{name: float64 [B]}``.
     """
@@ -118,29 +126,37 @@ def kick_descriptors(log_mel: Tensor | np.ndarray, sample_rate: int = 44100, hop
     b, n_mels, n_frames = p.shape
     freqs = mel_band_frequencies(n_mels, 0.0, f_max or sample_rate / 2.0, htk)
     frame_s = hop / sample_rate
+
+    def span(t0: float, t1: float) -> slice:
+        a = int(round(t0 / frame_s))
+        return slice(a, max(int(round(t1 / frame_s)), a + 1))
+
+    def energy(lo: float, hi: float, t0: float, t1: float) -> np.ndarray:
+        return p[:, (freqs >= lo) & (freqs < hi), span(t0, t1)].sum((1, 2)) + 1e-12
+
+    def ratio_db(num: tuple, den: tuple) -> np.ndarray:
+        return 10.0 * np.log10(energy(*num) / energy(*den))
+
     energy_db = 10.0 * np.log10(p.sum(1) + 1e-12)  # [B, F]
     decay = np.empty(b)
     for i in range(b):
         k = int(np.argmax(energy_db[i]))
         below = np.flatnonzero(energy_db[i, k:] < energy_db[i, k] - 30.0)
         decay[i] = (below[0] if len(below) else n_frames - k) * frame_s
-    lo, hi = int(round(0.06 / frame_s)), max(int(round(0.3 / frame_s)), int(round(0.06 / frame_s)) + 1)
     low = freqs < 150.0
-    body = p[:, low, lo:hi].sum(-1)
+    body = p[:, low, span(0.06, 0.3)].sum(-1)
     pitch = (body * freqs[low]).sum(1) / np.maximum(body.sum(1), 1e-12)
-    head = p[:, :, : max(1, int(round(0.5 / frame_s)))].sum(-1)
+    head = p[:, :, span(0.0, 0.5)].sum(-1)
     centroid = (head * freqs).sum(1) / np.maximum(head.sum(1), 1e-12)
-    att = p[:, :, :3].sum(-1)
-    attack = (att * freqs).sum(1) / np.maximum(att.sum(1), 1e-12)
-    return {"decay_s": decay, "pitch_hz": pitch, "centroid_hz": centroid, "attack_hz": attack}
-
-
-#: keyword -> (descriptor that should move, +1 if the keyword raises it, -1 if it lowers it)
-DESCRIPTOR_OF: dict[str, tuple[str, int]] = {
-    "long": ("decay_s", +1), "short": ("decay_s", -1), "sub": ("pitch_hz", -1), "high": ("pitch_hz", +1),
-    "distorted": ("centroid_hz", +1), "clean": ("centroid_hz", -1), "noisy": ("centroid_hz", +1),
-    "click": ("attack_hz", +1), "punchy": ("attack_hz", +1),
-}
+    hi = p[:, freqs > 4000.0, :].sum(1)
+    hf_decay = np.argmax(np.cumsum(hi, 1) >= 0.9 * hi.sum(1, keepdims=True), axis=1) * frame_s
+    inf = np.inf
+    return {"decay_s": decay, "pitch_hz": pitch, "centroid_hz": centroid,
+            "hf_attack_db": ratio_db((2000.0, inf, 0.0, 0.024), (0.0, inf, 0.0, 0.024)),
+            "mid_attack_db": ratio_db((150.0, 1000.0, 0.0, 0.024), (0.0, 150.0, 0.0, 0.024)),
+            "noise_db": ratio_db((1000.0, inf, 0.023, 0.1), (0.0, inf, 0.023, 0.1)),
+            "harm_db": ratio_db((150.0, 2000.0, 0.06, 0.3), (0.0, 150.0, 0.06, 0.3)),
+            "hf_decay_s": hf_decay}
 
 
 def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
@@ -152,51 +168,66 @@ def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
     return float((a.mean() - b.mean()) / pooled) if pooled > 0 else float("nan")
 
 
-def fit_threshold(pos: np.ndarray, neg: np.ndarray, sign: int) -> float:
-    """The threshold on a descriptor that best separates ``pos`` (keyword present) from ``neg`` (balanced
-    accuracy), predicting "present" when ``sign * (value - threshold) > 0``."""
+def fit_threshold(pos: np.ndarray, neg: np.ndarray, sign: int) -> tuple[float, float]:
+    """The threshold on a descriptor that best separates ``pos`` (keyword present) from ``neg``, predicting
+    "present" when ``sign * (value - threshold) > 0``: ``(threshold, balanced accuracy)``."""
     values = np.unique(np.concatenate([pos, neg]))
     cands = (values[:-1] + values[1:]) / 2 if len(values) > 1 else values
     best, best_acc = float(cands[0]), -1.0
     for c in cands:
-        acc = 0.5 * (np.mean(sign * (pos - c) > 0) + np.mean(sign * (neg - c) <= 0))
+        acc = float(0.5 * (np.mean(sign * (pos - c) > 0) + np.mean(sign * (neg - c) <= 0)))
         if acc > best_acc:
             best, best_acc = float(c), acc
+    return best, best_acc
+
+
+def fit_stump(pos: Mapping[str, np.ndarray], neg: Mapping[str, np.ndarray]) -> dict[str, float | str | int]:
+    """A one-descriptor threshold classifier ("decision stump") for one keyword: the descriptor, direction and
+    threshold with the best balanced accuracy on the labelled clips ``pos`` (with) vs ``neg`` (without)."""
+    best: dict[str, float | str | int] = {"train_acc": -1.0}
+    for name in sorted(pos):
+        d = cohens_d(pos[name], neg[name])
+        sign = 1 if not (d < 0) else -1
+        thr, acc = fit_threshold(pos[name], neg[name], sign)
+        if acc > float(best["train_acc"]):
+            best = {"descriptor": name, "sign": sign, "threshold": thr, "train_acc": acc}
     return best
+
+
+def _stump_acc(stump: Mapping[str, Any], pos: Mapping[str, np.ndarray], neg: Mapping[str, np.ndarray]) -> float:
+    name, sign, thr = stump["descriptor"], int(stump["sign"]), float(stump["threshold"])
+    return float(0.5 * (np.mean(sign * (pos[name] - thr) > 0) + np.mean(sign * (neg[name] - thr) <= 0)))
 
 
 def keyword_control(gen: Mapping[str, dict[str, np.ndarray]], real_train: Mapping[str, dict[str, np.ndarray]],
                     real_test: Mapping[str, dict[str, np.ndarray]], keywords: Sequence[str],
-                    opposites: Mapping[str, str] | None = None) -> list[dict[str, float | str]]:
-    """Keyword-control table.
+                    opposites: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Keyword-control table: does a measured property of generated kicks follow the keyword?
+
+    Per keyword, a decision stump (:func:`fit_stump`: one descriptor of :func:`kick_descriptors`, a direction and
+    a threshold) is fitted on labelled *training* clips (with vs without the keyword; "without" = the opposite
+    keyword's clips for exclusive pairs such as long/short). Reported: its balanced accuracy and Cohen's d
+    (signed: > 0 = the descriptor moves the way the keyword does on training clips) on held-out labelled clips
+    (``*_real``, the ceiling) and on generated kicks (``*_gen``: prompted with the keyword vs with its opposite,
+    or vs the baseline prompt ``"none"``).
 
     Args:
-        gen: ``{prompt keyword: descriptors}`` of kicks generated with that keyword, plus ``"none"`` for kicks
-            generated with the baseline prompt (no property keyword).
-        real_train / real_test: ``{"with:<kw>": descriptors, "without:<kw>": descriptors}`` of labelled real
-            clips (the threshold is fitted on ``real_train``, accuracies measured on ``real_test`` and ``gen``).
-        keywords: keywords to report (each must have an entry in :data:`DESCRIPTOR_OF`).
-        opposites: ``{kw: opposite kw}``; the generated "without" set is the opposite keyword's kicks when given,
-            else the baseline ``"none"`` kicks.
-
-    Returns rows ``{keyword, descriptor, d_real, d_gen, acc_real, acc_gen, n_gen}``: Cohen's d of the descriptor
-    between with/without (signed so that > 0 means "moves the expected way") and the balanced accuracy of the
-    threshold classifier.
+        gen: ``{prompt keyword or "none": descriptors}`` of generated kicks.
+        real_train / real_test: ``{"with:<kw>": descriptors, "without:<kw>": descriptors}``.
+        keywords: keywords to report.
+        opposites: ``{kw: opposite kw}`` (used for the generated "without" set).
     """
     opposites = dict(opposites or {})
     rows = []
     for kw in keywords:
-        name, sign = DESCRIPTOR_OF[kw]
-        tr_pos, tr_neg = real_train[f"with:{kw}"][name], real_train[f"without:{kw}"][name]
-        te_pos, te_neg = real_test[f"with:{kw}"][name], real_test[f"without:{kw}"][name]
-        thr = fit_threshold(tr_pos, tr_neg, sign)
-        g_pos = gen[kw][name]
-        g_neg = gen[opposites[kw]][name] if kw in opposites and opposites[kw] in gen else gen["none"][name]
-
-        def acc(pos: np.ndarray, neg: np.ndarray, thr: float = thr, sign: int = sign) -> float:
-            return float(0.5 * (np.mean(sign * (pos - thr) > 0) + np.mean(sign * (neg - thr) <= 0)))
-
-        rows.append({"keyword": kw, "descriptor": name, "vs": opposites.get(kw, "none"),
-                     "d_real": sign * cohens_d(te_pos, te_neg), "d_gen": sign * cohens_d(g_pos, g_neg),
-                     "acc_real": acc(te_pos, te_neg), "acc_gen": acc(g_pos, g_neg), "n_gen": int(len(g_pos))})
+        stump = fit_stump(real_train[f"with:{kw}"], real_train[f"without:{kw}"])
+        name, sign = str(stump["descriptor"]), int(stump["sign"])
+        te_pos, te_neg = real_test[f"with:{kw}"], real_test[f"without:{kw}"]
+        other = opposites.get(kw) if opposites.get(kw) in gen else "none"
+        g_pos, g_neg = gen[kw], gen[other]
+        rows.append({"keyword": kw, "vs": other, "descriptor": name, "direction": "+" if sign > 0 else "-",
+                     "threshold": float(stump["threshold"]), "acc_train": float(stump["train_acc"]),
+                     "acc_real": _stump_acc(stump, te_pos, te_neg), "acc_gen": _stump_acc(stump, g_pos, g_neg),
+                     "d_real": sign * cohens_d(te_pos[name], te_neg[name]),
+                     "d_gen": sign * cohens_d(g_pos[name], g_neg[name]), "n_gen": int(len(g_pos[name]))})
     return rows
