@@ -98,3 +98,66 @@ def test_pipeline_refuses_a_vae_checkpoint(vae_run):
 
     with pytest.raises(ValueError, match="holds KickVAEModule, expected one of"):
         KickPipeline.from_checkpoint(vae_run)
+
+
+@pytest.fixture(scope="module")
+def vocoder_run(compose_run, tmp_path_factory) -> Path:
+    """10 training clips (40 % val, 40 % test of 48), batch 5 = 2 batches per epoch; 4 batches = 8 optimizer steps
+    (D + G per batch); 512-sample crops (the discriminators dominate the cost)."""
+    out = tmp_path_factory.mktemp("kick_voc_run")
+    result = _train(compose_run, out, "kick_hifigan",
+                    ["data.batch_size=5", "data.crop_samples=512", "data.val_fraction=0.4", "data.test_fraction=0.4",
+                     "trainer.max_steps=8", "model.optim.lr_decay=0.5", "trainer.val_check_interval=4",
+                     "callbacks.probe.every_n_steps=4"])
+    assert math.isfinite(result["test/mel_l1"]) and math.isfinite(result["test/mrstft"])
+    return out
+
+
+def test_vocoder_lr_decays_once_per_epoch(vocoder_run):
+    ckpt = torch.load(vocoder_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 8
+    for opt, sched in zip(ckpt["optimizer_states"], ckpt["lr_schedulers"]):
+        assert sched["last_epoch"] == 2  # 2 epochs of 2 batches: per epoch, not per optimizer step (8) or batch (4)
+        assert opt["param_groups"][0]["lr"] == pytest.approx(2e-4 * 0.5 ** 2)
+    assert int(ckpt["state_dict"]["generator_steps"]) == 4
+
+
+def test_vocoder_whole_clips_and_vae_finetuning(make_run_cfg, tmp_path, vae_run):
+    # generator-only steps (adversarial.start_step): the discriminators on whole clips cost minutes on 2 cores
+    cfg = make_run_cfg(["experiment=kick_hifigan", "debug=fast", *QUIET, "data.crop_samples=null", "data.batch_size=2",
+                        "trainer.max_steps=2", "test=false", "model.adversarial.start_step=100",
+                        f"model.finetune_vae_ckpt={vae_run}", "+model.vae.channels=[4,8,8,16]"],
+                       output_dir=tmp_path / "ft")
+    from hydra.utils import instantiate
+
+    from audiolab.models.kick.vocoder import KickVocoderModule
+
+    module: KickVocoderModule = instantiate(cfg.model, _recursive_=False)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["audio"].shape == (2, 173 * 512) and batch["mel"].shape == (2, 128, 173)
+    result = run(cfg)
+    assert result["output_dir"]
+    ckpt = torch.load(tmp_path / "ft" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    vae = torch.load(vae_run / "checkpoints" / "probe_best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    for k, v in vae.items():
+        assert torch.equal(ckpt["state_dict"][k], v), k  # the frozen VAE that made the input mels
+    assert module.vae is not None
+
+
+def test_pipeline_stores_vae_and_vocoder_and_generates_alone(compose_run, tmp_path, vae_run, vocoder_run):
+    from audiolab.models.kick.pipeline import KickPipeline
+
+    out = tmp_path / "pipe"
+    _train(compose_run, out, "kick_pipeline", [f"model.vae_ckpt={vae_run}", f"model.vocoder_ckpt={vocoder_run}",
+                                               "model.allow_untrained=false", "test=false"])
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    voc = torch.load(vocoder_run / "checkpoints" / "probe_best.ckpt", map_location="cpu", weights_only=True)
+    for k, v in voc["state_dict"].items():
+        if k.startswith("generator."):
+            assert torch.equal(ckpt["vocoder." + k[len("generator."):]], v), k
+    pipe = KickPipeline.from_checkpoint(out)  # no vocoder= needed
+    gen = pipe.generate([["long"], []], [0, 1], steps=2)
+    assert gen.audio.shape == (2, 88200) and torch.isfinite(gen.audio).all()
+    assert float(gen.audio.abs().max()) <= 10 ** (-1 / 20) + 1e-6
