@@ -52,6 +52,13 @@ def test_unet_checkpoint_holds_frozen_vae_vocab_scale_config(unet_run, vae_run):
     for k, v in vae["state_dict"].items():
         assert torch.equal(ckpt["state_dict"][k], v), k  # the frozen VAE is the trained one, unchanged
     assert json.loads((unet_run / "generation_metrics.json").read_text())["synthetic"]["n_generated"] >= 2
+    # the vocabulary travels inside the state_dict (extra state): a plain load_state_dict restores it
+    from hydra.utils import instantiate
+
+    fresh = instantiate(ckpt["audiolab_config"]["model"], _recursive_=False)
+    assert fresh.vocabulary is None
+    fresh.load_state_dict(ckpt["state_dict"])
+    assert fresh.vocabulary.words == kick["vocabulary"]["words"] and float(fresh.latent_scale) == kick["latent_scale"]
 
 
 def test_missing_vae_checkpoint_is_a_clear_error(make_run_cfg, tmp_path):

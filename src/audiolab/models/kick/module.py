@@ -376,17 +376,25 @@ class KickDiffusionModule(L.LightningModule):
         return out
 
     # --------------------------------------------------------------------------------------- checkpoint
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = {
-            "vocabulary": self.vocabulary.to_dict() if self.vocabulary is not None else None,
-            "latent_scale": float(self.latent_scale), "latent_shape": list(self.vae.latent_shape),
-            "schedule": dict(self.schedule.config), "mel": self.mel_cfg.to_dict(),
-            "keyword_dropout": self.keyword_dropout}
+    def get_extra_state(self) -> dict[str, Any]:
+        """Saved inside ``state_dict`` (key ``_extra_state``) with plain types, so every loader that restores the
+        weights (``load_trained``, resume, ``init_from``) restores the vocabulary too; the latent scale is a buffer."""
+        return {"vocabulary": self.vocabulary.to_dict() if self.vocabulary is not None else None,
+                "latent_shape": list(self.vae.latent_shape), "schedule": dict(self.schedule.config),
+                "mel": self.mel_cfg.to_dict(), "keyword_dropout": self.keyword_dropout}
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        data = checkpoint.get(CHECKPOINT_KEY) or {}
-        if data.get("vocabulary") is not None:
-            self.vocabulary = KeywordVocabulary.from_dict(data["vocabulary"])
+    def set_extra_state(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            return
+        if state.get("vocabulary") is not None:
+            self._set_vocabulary(KeywordVocabulary.from_dict(state["vocabulary"]))
+        if list(state.get("latent_shape") or self.vae.latent_shape) != list(self.vae.latent_shape):
+            raise ValueError(f"checkpoint latent shape {state['latent_shape']} != this model's "
+                             f"{list(self.vae.latent_shape)}")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # a readable summary next to the weights (loading uses the extra state above)
+        checkpoint[CHECKPOINT_KEY] = {**self.get_extra_state(), "latent_scale": float(self.latent_scale)}
 
     def configure_optimizers(self):
         opt = _adamw(self.unet.parameters(), self.optim_cfg)

@@ -78,7 +78,6 @@ def load_kick_module(source: str | Path, expected: Sequence[str] | None = None):
         if "allow_untrained" in cfg.model:
             cfg.model.allow_untrained = True
     module = build_module(cfg, None)
-    module.on_load_checkpoint(ckpt)
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
     return module, ckpt

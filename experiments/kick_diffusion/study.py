@@ -1,0 +1,128 @@
+"""Measure the trained kick pipeline: VAE held-out mel L1, vocoder resynthesis, generation metrics per sampler/steps.
+
+    python experiments/kick_diffusion/study.py --vae RUN --vocoder RUN --unet RUN [--out experiments/kick_diffusion/results.json]
+
+Everything on the held-out splits of the kick datamodule the runs were trained on (real = Debian packages' drums,
+synthetic = the labelled set), separately. CPU, ``--threads`` torch threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+
+def _datamodule(cfg_data, mode: str = "mel"):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg_data, resolve=True))
+    with open_dict(cfg):
+        cfg.mode = mode
+    dm = instantiate(cfg)
+    dm.setup("test")
+    return dm
+
+
+def _groups(dm, split: str) -> dict[str, list[int]]:
+    rows = dm.rows(split)
+    return {"real": [i for i, r in enumerate(rows) if r["source"] != "synthetic"],
+            "synthetic": [i for i, r in enumerate(rows) if r["source"] == "synthetic"]}
+
+
+@torch.no_grad()
+def vae_metrics(vae_module, dm) -> dict:
+    out = {}
+    for split in ("val", "test"):
+        mels = dm.mels(split)
+        recon = torch.cat([vae_module.vae(mels[i:i + 32], sample=False)["recon"] for i in range(0, len(mels), 32)])
+        for g, idx in _groups(dm, split).items():
+            if idx:
+                out[f"{split}_{g}_mel_l1"] = float((recon[idx] - mels[idx]).abs().mean())
+                out[f"{split}_{g}_n"] = len(idx)
+    return out
+
+
+@torch.no_grad()
+def vocoder_metrics(voc_module, vae_module, dm, max_per_group: int = 64) -> dict:
+    """Resynthesis of held-out clips from their mels and from their VAE reconstructions (mel L1, MR-STFT)."""
+    gen = voc_module.generator
+    out = {}
+    for g, idx in _groups(dm, "test").items():
+        idx = idx[:max_per_group]
+        if not idx:
+            continue
+        mels = dm.mels("test")[idx]
+        audio = dm.waveforms("test")[idx]
+        recon = vae_module.vae(mels, sample=False)["recon"] if vae_module is not None else None
+        for name, inp in (("real_mel", mels), ("vae_mel", recon)):
+            if inp is None:
+                continue
+            t0 = time.perf_counter()
+            fake = torch.cat([gen(inp[i:i + 8, 0])[:, :88200] for i in range(0, len(inp), 8)])
+            dt = (time.perf_counter() - t0) / len(inp)
+            mel_fake = voc_module.log_mel(fake)
+            out[f"{g}_{name}_mel_l1"] = float(F.l1_loss(mel_fake, mels[:, 0]))
+            out[f"{g}_{name}_mrstft"] = float(voc_module.mrstft(fake, audio))
+            out[f"{g}_{name}_s_per_kick"] = dt
+        out[f"{g}_n"] = len(idx)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--vae", required=True)
+    p.add_argument("--vocoder", required=True)
+    p.add_argument("--unet", required=True)
+    p.add_argument("--out", default="experiments/kick_diffusion/results.json")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--n-generate", type=int, default=100)
+    p.add_argument("--keyword-n", type=int, default=24)
+    p.add_argument("--configs", default="ddim:50,dpmsolver++:20,dpmsolver++:10,ddim:10")
+    p.add_argument("--cfg-scale", type=float, default=3.0)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    from audiolab.models.kick.evaluation import evaluate_generation
+    from audiolab.models.kick.pipeline import load_kick_module
+    from audiolab.utils.checkpoint import load_checkpoint, stored_config
+
+    out_path = Path(args.out)
+    results = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    vae_mod, _ = load_kick_module(args.vae, ("KickVAEModule",))
+    voc_mod, _ = load_kick_module(args.vocoder, ("KickVocoderModule",))
+    unet_mod, _ = load_kick_module(args.unet, ("KickDiffusionModule",))
+    cfg = stored_config(load_checkpoint(args.unet))
+    dm = _datamodule(cfg.data)
+    results["runs"] = {"vae": args.vae, "vocoder": args.vocoder, "unet": args.unet, "threads": args.threads}
+    if "vae" not in results:
+        results["vae"] = vae_metrics(vae_mod, dm)
+        out_path.write_text(json.dumps(results, indent=1))
+    if "vocoder" not in results:
+        voc_mod.generator.remove_weight_norm()
+        results["vocoder"] = vocoder_metrics(voc_mod, vae_mod, dm)
+        out_path.write_text(json.dumps(results, indent=1))
+    pipe = unet_mod.pipeline()
+    pipe.vocoder = None
+    results.setdefault("generation", {})
+    for item in args.configs.split(","):
+        sampler, steps = item.split(":")
+        key = f"{sampler}_{steps}_cfg{args.cfg_scale:g}"
+        if key in results["generation"]:
+            continue
+        t0 = time.perf_counter()
+        res = evaluate_generation(pipe, dm, n_generate=args.n_generate, keyword_n=args.keyword_n, sampler=sampler,
+                                  steps=int(steps), cfg_scale=args.cfg_scale, batch_size=16)
+        res["wall_s"] = time.perf_counter() - t0
+        results["generation"][key] = res
+        out_path.write_text(json.dumps(results, indent=1))
+        print(key, json.dumps({g: {k: round(v, 4) for k, v in res[g].items() if isinstance(v, float)}
+                               for g in ("real", "synthetic") if g in res}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
