@@ -38,16 +38,19 @@ lint: setup
 	$(VENV)/bin/ruff check src tests
 
 # Debian packages for real-data checks (needs root or sudo) and the `data` extra (ffmpeg for G.722), then
-# re-render the embedded demo to check it, build the codec corpus data/codec_corpus (speech + music) and the kick
-# set data/kick (the packages' real kicks + soundfont renders + 2,000 synthetic labelled kicks; chromium: page test).
+# prepare the embedded demo, build the codec corpus data/codec_corpus (speech + music) and the kick set data/kick
+# (the packages' kicks + soundfont renders + 2,000 synthetic labelled kicks).
+# The apt-get line installs exactly the Debian packages of src/audiolab/data/sources.py (tests/data/test_sources.py
+# checks both ways): a new data source is one entry there plus its package here.
 data: setup
 	@if command -v apt-get >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    fluidsynth fluid-soundfont-gm flite asterisk-core-sounds-en-g722 sonic-pi-samples \
 	    lmms-common hydrogen-data avldrums.lv2-soundfont chromium chromium-driver; \
-	else echo "apt-get not found: install fluidsynth, FluidR3_GM.sf2, flite, asterisk-core-sounds-en-g722, sonic-pi-samples, lmms-common, hydrogen-data, avldrums.lv2-soundfont (and chromium + chromium-driver for the kick page test) yourself"; fi
+	else echo "apt-get not found: install what 'python -m audiolab.data.sources' lists as MISSING yourself"; fi
 	$(PY) -m pip install --quiet -e ".[data]"
+	$(PY) -m audiolab.data.sources
 	$(PY) -m audiolab.prepare ddsp input_dir=embedded
 	$(PY) -m audiolab.prepare codec_corpus out_dir=data/codec_corpus
 	$(PY) -m audiolab.prepare kick_data out_dir=data/kick

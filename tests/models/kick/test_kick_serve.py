@@ -11,8 +11,20 @@ import time
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
+
+
+def _program(name: str) -> str | None:
+    """The registered program (audiolab.data.sources: chromium, chromedriver from `make data`), else None."""
+    from audiolab.data.sources import SourceMissing, locate
+
+    try:
+        return str(locate(name))
+    except SourceMissing:
+        return None
+
+
+CHROMIUM = _program("chromium")
+DRIVER = _program("chromedriver")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--mute-audio",
          "--autoplay-policy=no-user-gesture-required"]
@@ -70,7 +82,7 @@ def test_api_rejects_bad_input_and_warns_unknown(server):
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
-                    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+                    reason="needs Debian's chromium and chromium-driver (make data installs them)")
 def test_page_generates_and_plays_in_headless_chromium(server):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -12,10 +12,9 @@ Recipes (``python -m audiolab.prepare <recipe> key=value ...``):
   (float32 ``[N, 128, 173]``), ``metadata.csv`` and ``manifest.json`` (last; reused when inputs and settings
   are unchanged). Unreadable files are listed (``on_bad_file=skip``) or raise, all of them named (``error``).
 * ``kick_synth out_dir=... n=2000 seed=0``: the parametric labelled set (:mod:`audiolab.models.kick.synth`).
-* ``kick_soundfonts out_dir=...``: kicks rendered with fluidsynth from the FluidR3 GM drum kits and the AVL drum
-  soundfonts at several velocities.
-* ``kick_data out_dir=data/kick``: all of the above for the kicks this machine's Debian packages provide
-  (``make data``); package folders are found with ``dpkg -L`` (a package that is not installed is named).
+* ``kick_data out_dir=data/kick``: the kicks rendered with fluidsynth from the FluidR3 GM drum kits and the AVL drum
+  soundfonts at several velocities, plus all of the above for the kicks this machine's Debian packages provide
+  (``make data``); package files come from the data-source registry (a missing one names its package).
 
 The datamodule splits by source (first-level category) and drum group (velocity layers of one drum are one
 group), with the shared :func:`split_by_category`, so no layer of a test drum is trained on.
@@ -28,8 +27,6 @@ import hashlib
 import io
 import json
 import logging
-import shutil
-import subprocess
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,12 +95,13 @@ def _parse_sources(spec: str) -> dict[str, Path]:
 
 
 # ------------------------------------------------------------------------------------------------- aggregate
-def aggregate(sources: dict[str, Path] | Sequence[str | Path], out_dir: str | Path,
+def aggregate(sources: dict[str, Path | tuple[Path, Sequence[Path]]] | Sequence[str | Path], out_dir: str | Path,
               min_bytes: int = MIN_BYTES, max_bytes: int = MAX_BYTES) -> dict[str, Any]:
     """Copy the kick-named files of ``sources`` flat into ``out_dir`` and write ``metadata.csv``.
 
     Args:
-        sources: ``{name: folder}`` (or folders, named after their basename); searched recursively.
+        sources: ``{name: folder}`` (searched recursively) or ``{name: (folder, files)}`` (those files, paths
+            inside ``folder``); a plain list of folders is named after their basenames.
         out_dir: destination; files are named ``<first 10 hex of sha1(content)>_<original name>``; a file whose
             content was already copied is recorded as a duplicate and not copied again.
 
@@ -121,11 +119,12 @@ def aggregate(sources: dict[str, Path] | Sequence[str | Path], out_dir: str | Pa
     skipped: dict[str, int] = {}
     duplicates: list[dict[str, str]] = []
     per_source: dict[str, int] = {}
-    for name, folder in sources.items():
-        folder = Path(folder)
+    for name, spec in sources.items():
+        folder, listed = (Path(spec[0]), [Path(f) for f in spec[1]]) if isinstance(spec, tuple) else (Path(spec), None)
         if not folder.is_dir():
             raise FileNotFoundError(f"kick_aggregate: source {name!r} folder {str(folder)!r} does not exist")
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts):
+        found = listed if listed is not None else [p for p in folder.rglob("*") if p.is_file()]
+        for path in sorted(p for p in found if p.suffix.lower() in exts):
             size = path.stat().st_size
             reason = kick_name_reason(path.name, size if (min_bytes, max_bytes) == (MIN_BYTES, MAX_BYTES) else None)
             if reason is None and not (min_bytes <= size <= max_bytes):
@@ -149,7 +148,7 @@ def aggregate(sources: dict[str, Path] | Sequence[str | Path], out_dir: str | Pa
             })
             per_source[name] = per_source.get(name, 0) + 1
     if not rows:
-        raise ValueError(f"kick_aggregate: no kick-named file found under {[str(p) for p in sources.values()]}")
+        raise ValueError(f"kick_aggregate: no kick-named file found in the sources {sorted(sources)}")
     _write_csv(out / "metadata.csv", rows, METADATA_FIELDS)
     report = {"kept": len(rows), "sources": per_source, "skipped": skipped, "duplicates": duplicates}
     atomic_write_json(out / "aggregate_report.json", report)
@@ -237,27 +236,6 @@ def preprocess(in_dir: str | Path, out_dir: str | Path, mel: MelConfig | None = 
 
 
 # ------------------------------------------------------------------------------------------------- soundfonts
-def package_files(package: str) -> list[str]:
-    """Files a Debian package installed (``dpkg -L``); raises naming the package when it is not installed."""
-    exe = shutil.which("dpkg")
-    if exe is None:
-        raise FileNotFoundError(f"dpkg not found: cannot locate the files of {package!r} (install it and pass paths)")
-    res = subprocess.run([exe, "-L", package], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise FileNotFoundError(f"Debian package {package!r} is not installed (apt-get install {package}); "
-                                f"`make data` installs it")
-    return [line for line in res.stdout.splitlines() if line.strip()]
-
-
-def package_path(package: str, suffix: str, kind: str = "file") -> Path:
-    """The first installed path of ``package`` ending with ``suffix`` (a file or a folder) that exists."""
-    for line in package_files(package):
-        p = Path(line)
-        if line.endswith(suffix) and (p.is_dir() if kind == "dir" else p.is_file()):
-            return p
-    raise FileNotFoundError(f"Debian package {package!r} has no {kind} ending with {suffix!r} (dpkg -L {package})")
-
-
 #: FluidR3 GM drum kits (bank 128 programs) and the two GM kick notes.
 FLUID_KITS = {0: "standard", 8: "room", 16: "power", 24: "electronic", 25: "tr808", 32: "jazz", 40: "brush",
               48: "orchestra"}
@@ -334,27 +312,25 @@ def build_kick_data(out_dir: str | Path = "data/kick", work_dir: str | Path | No
     """``make data``: gather the real kicks the Debian packages provide, render the soundfont kicks, write the
     synthetic labelled set, aggregate everything into ``<work_dir>/raw`` and preprocess it into ``out_dir``.
 
-    Package folders come from ``dpkg -L`` (sonic-pi-samples, lmms-common, hydrogen-data, avldrums.lv2-soundfont,
-    fluid-soundfont-gm); ``work_dir`` defaults to ``<out_dir>_work``.
+    Package files come from the data-source registry (:mod:`audiolab.data.sources`: sonic-pi-samples, lmms-common,
+    hydrogen-data, avldrums.lv2-soundfont, fluid-soundfont-gm); ``work_dir`` defaults to ``<out_dir>_work``.
     """
+    from audiolab.data.sources import locate, source_files
     from audiolab.models.kick.synth import write_synthetic_set
 
     out = Path(out_dir)
     work = Path(work_dir) if work_dir else out.parent / f"{out.name}_work"
-    sources: dict[str, Path] = {}
+    sources: dict[str, Path | tuple[Path, list[Path]]] = {}
     inc = set(include)
-    if "sonicpi" in inc:
-        sources["sonicpi"] = package_path("sonic-pi-samples", "/bd_haus.flac").parent
-    if "lmms" in inc:
-        sources["lmms"] = package_path("lmms-common", "/samples/drums", kind="dir").parent
-    if "hydrogen" in inc:
-        sources["hydrogen"] = package_path("hydrogen-data", "/drumkits", kind="dir")
+    for name, source in (("sonicpi", "sonicpi_kicks"), ("lmms", "lmms_drums"), ("hydrogen", "hydrogen_drumkits")):
+        if name in inc:  # the registry (audiolab.data.sources) names the package of a missing folder
+            sources[name] = (locate(source), source_files(source))
     fonts: dict[str, tuple[Path, int, dict[int, str]]] = {}
     if "fluidr3" in inc:
-        fonts["fluidr3"] = (package_path("fluid-soundfont-gm", "/FluidR3_GM.sf2"), 9, FLUID_KITS)
+        fonts["fluidr3"] = (locate("fluidr3_gm"), 9, FLUID_KITS)
     if "avldrums" in inc:
-        for sf2, nick in (("Black_Pearl_4_LV2.sf2", "blackpearl"), ("Red_Zeppelin_4_LV2.sf2", "redzeppelin")):
-            fonts[f"avl{nick}"] = (package_path("avldrums.lv2-soundfont", f"/{sf2}"), 0, {0: "kit"})
+        for source, nick in (("avldrums_black_pearl", "blackpearl"), ("avldrums_red_zeppelin", "redzeppelin")):
+            fonts[f"avl{nick}"] = (locate(source), 0, {0: "kit"})
     if fonts:
         render_soundfont_kicks(work / "soundfonts", fonts, progress=progress)
         sources["soundfonts"] = work / "soundfonts"
@@ -559,6 +535,11 @@ class KickDataModule(CachedSplitDataModule):
         preprocess(work / "raw", root, mel=self.mel_cfg, progress=progress)
         return root
 
+    def prepare_data(self) -> None:
+        """Build (``build_synthetic``) or find the prepared folder. Every clip is 2 s (padded by kick_preprocess),
+        so the shared too-short rule has nothing to drop; bad files were listed by kick_preprocess."""
+        self.cache_path = self._prepare(progress=True)
+
     def setup(self, stage: str | None = None) -> None:
         if self.store is not None:
             return
@@ -599,6 +580,7 @@ class KickDataModule(CachedSplitDataModule):
                 crop = (self.crop_samples // hop) if (train and self.crop_samples) else None
                 ds = CropDataset(store, idx, hop, crop, random=train, seed=self.split_seed)
             setattr(self, f"{split}_set", ds)
+        self.check_splits(f"{len(usable)} clips of {self.root} split by source and drum group")
         self.train_sampler = _ShuffledEpochSampler(len(self.train_set), self.split_seed)
 
     def _write_split_manifest(self) -> None:
