@@ -12,7 +12,6 @@ import time
 import pytest
 
 
-
 def _program(name: str) -> str | None:
     """The registered program (audiolab.data.sources: chromium, chromedriver from `make data`), else None."""
     from audiolab.data.sources import SourceMissing, locate
