@@ -89,15 +89,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from audiolab.models.kick.evaluation import evaluate_generation
     from audiolab.models.kick.pipeline import load_kick_module
-    from audiolab.utils.checkpoint import load_checkpoint, stored_config
 
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.is_file() else {}
     vae_mod, _ = load_kick_module(args.vae, ("KickVAEModule",))
     voc_mod, _ = load_kick_module(args.vocoder, ("KickVocoderModule",))
-    unet_mod, _ = load_kick_module(args.unet, ("KickDiffusionModule",))
-    cfg = stored_config(load_checkpoint(args.unet))
-    dm = _datamodule(cfg.data)
+    unet_mod, trained = load_kick_module(args.unet, ("KickDiffusionModule",))
+    dm = _datamodule(trained.config.data)
     results["runs"] = {"vae": args.vae, "vocoder": args.vocoder, "unet": args.unet, "threads": args.threads}
     if "vae" not in results:
         results["vae"] = vae_metrics(vae_mod, dm)
