@@ -35,7 +35,8 @@ def vae_run(compose_run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def unet_run(compose_run, tmp_path_factory, vae_run) -> Path:
     out = tmp_path_factory.mktemp("kick_unet_run")
-    result = _train(compose_run, out, "kick_unet", [f"model.vae_ckpt={vae_run}", "model.allow_untrained=true"])
+    result = _train(compose_run, out, "kick_unet", [f"model.vae_ckpt={vae_run}", "model.allow_untrained=true",
+                                                    "model.evaluation.n_generate=4", "model.evaluation.keyword_n=2"])
     assert math.isfinite(result["test/denoise_mse"])
     assert math.isfinite(result["test/gen_synthetic_kid"]) and "test/gen_keyword_acc_gen_mean" in result
     return out
@@ -52,7 +53,7 @@ def test_unet_checkpoint_holds_frozen_vae_vocab_scale_config(unet_run, vae_run):
     for k, v in vae["state_dict"].items():
         assert torch.equal(ckpt["state_dict"][k], v), k  # the frozen VAE is the trained one, unchanged
     assert json.loads((unet_run / "generation_metrics.json").read_text())["synthetic"]["n_generated"] >= 2
-    # the vocabulary travels inside the state_dict (extra state): a plain load_state_dict restores it
+    # the vocabulary travels inside the state_dict (a buffer): a plain load_state_dict restores it
     from hydra.utils import instantiate
 
     fresh = instantiate(ckpt["audiolab_config"]["model"], _recursive_=False)
@@ -115,6 +116,7 @@ def vocoder_run(compose_run, tmp_path_factory) -> Path:
     result = _train(compose_run, out, "kick_hifigan",
                     ["data.batch_size=5", "data.crop_samples=512", "data.val_fraction=0.4", "data.test_fraction=0.4",
                      "trainer.max_steps=8", "model.optim.lr_decay=0.5", "trainer.val_check_interval=4",
+                     "model.adversarial.start_step=0",
                      "callbacks.probe.every_n_steps=4"])
     assert math.isfinite(result["test/mel_l1"]) and math.isfinite(result["test/mrstft"])
     return out

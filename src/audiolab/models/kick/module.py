@@ -2,12 +2,14 @@
 frozen VAE) and :class:`KickVocoderModule` (HiFi-GAN, in ``vocoder.py``).
 
 The diffusion module keeps the frozen VAE (and the vocoder, when ``vocoder_ckpt`` is given) as submodules, so its
-checkpoint alone generates kicks; the keyword vocabulary, latent scale, noise schedule and mel settings are
-stored next to the weights with plain types (``checkpoint["kick"]``; ``torch.load(weights_only=True)`` reads it).
+checkpoint alone generates kicks; the keyword vocabulary (UTF-8 JSON in a uint8 buffer) and the latent scale are
+buffers, so any loader restoring the state_dict restores them; the noise schedule and mel settings are config
+(``checkpoint["kick"]`` repeats all of it in plain types for reading).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -180,6 +182,7 @@ class KickDiffusionModule(L.LightningModule):
         self.evaluation = {"n_generate": 0, "keyword_n": 0, "batch_size": 16, **evaluation}
         self.optim_cfg = optim
         self.register_buffer("latent_scale", torch.zeros(()))  # 0 = not computed yet
+        self.register_buffer("vocabulary_utf8", torch.zeros(64 * self.unet.keywords.max_keywords, dtype=torch.uint8))
         self.vocabulary: KeywordVocabulary | None = None
         self._latents: Tensor | None = None
         self.generation_results: dict[str, Any] | None = None
@@ -201,6 +204,14 @@ class KickDiffusionModule(L.LightningModule):
             raise ValueError(f"the keyword vocabulary has {len(vocab)} words but model.unet.max_keywords="
                              f"{self.unet.keywords.max_keywords}; raise it or data.min_count")
         self.vocabulary = vocab
+        # a fixed-size buffer (UTF-8 JSON of words + counts, zero-padded): every loader that restores the weights
+        # restores it, and its shape does not depend on the data
+        data = json.dumps(vocab.to_dict()).encode()
+        if len(data) > self.vocabulary_utf8.numel():
+            raise ValueError(f"the keyword vocabulary takes {len(data)} bytes, more than the {self.vocabulary_utf8.numel()} "
+                             f"reserved (64 per model.unet.max_keywords); raise max_keywords or data.min_count")
+        self.vocabulary_utf8.zero_()
+        self.vocabulary_utf8[: len(data)] = torch.tensor(list(data), dtype=torch.uint8)
 
     def _load_frozen(self) -> None:
         from audiolab.models.kick.pipeline import load_kick_module
@@ -289,7 +300,11 @@ class KickDiffusionModule(L.LightningModule):
         pred = self.unet(self.schedule.add_noise(x0, noise, t), t, batch["keywords"], drop)
         per = (pred.float() - self.schedule.target(x0, noise, t).float()).square().flatten(1).mean(1)
         loss = (per * self.schedule.loss_weights(t).to(per.device)).mean()
-        self.log_dict({"train/loss": loss, "train/latent_scale": self.latent_scale}, batch_size=b)
+        opt = self.optimizers()
+        # the LR here, not Lightning's LearningRateMonitor: that one logs every accumulated batch (a duplicate
+        # row per optimizer step); self.log is flushed once per optimizer step
+        self.log_dict({"train/loss": loss, "train/latent_scale": self.latent_scale,
+                       "train/lr": opt.param_groups[0]["lr"]}, batch_size=b)
         return loss
 
     @torch.no_grad()
@@ -376,25 +391,21 @@ class KickDiffusionModule(L.LightningModule):
         return out
 
     # --------------------------------------------------------------------------------------- checkpoint
-    def get_extra_state(self) -> dict[str, Any]:
-        """Saved inside ``state_dict`` (key ``_extra_state``) with plain types, so every loader that restores the
-        weights (``load_trained``, resume, ``init_from``) restores the vocabulary too; the latent scale is a buffer."""
-        return {"vocabulary": self.vocabulary.to_dict() if self.vocabulary is not None else None,
-                "latent_shape": list(self.vae.latent_shape), "schedule": dict(self.schedule.config),
-                "mel": self.mel_cfg.to_dict(), "keyword_dropout": self.keyword_dropout}
-
-    def set_extra_state(self, state: Any) -> None:
-        if not isinstance(state, dict):
-            return
-        if state.get("vocabulary") is not None:
-            self._set_vocabulary(KeywordVocabulary.from_dict(state["vocabulary"]))
-        if list(state.get("latent_shape") or self.vae.latent_shape) != list(self.vae.latent_shape):
-            raise ValueError(f"checkpoint latent shape {state['latent_shape']} != this model's "
-                             f"{list(self.vae.latent_shape)}")
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        data = bytes(self.vocabulary_utf8.tolist()).rstrip(b"\0")
+        if data:
+            self.vocabulary = KeywordVocabulary.from_dict(json.loads(data.decode()))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # a readable summary next to the weights (loading uses the extra state above)
-        checkpoint[CHECKPOINT_KEY] = {**self.get_extra_state(), "latent_scale": float(self.latent_scale)}
+        # a readable summary next to the weights (loading uses the buffers)
+        checkpoint[CHECKPOINT_KEY] = {
+            "vocabulary": self.vocabulary.to_dict() if self.vocabulary is not None else None,
+            "latent_scale": float(self.latent_scale), "latent_shape": list(self.vae.latent_shape),
+            "schedule": dict(self.schedule.config), "mel": self.mel_cfg.to_dict(),
+            "keyword_dropout": self.keyword_dropout}
 
     def configure_optimizers(self):
         opt = _adamw(self.unet.parameters(), self.optim_cfg)

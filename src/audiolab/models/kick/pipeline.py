@@ -57,30 +57,19 @@ class Generation:
 
 
 def load_kick_module(source: str | Path, expected: Sequence[str] | None = None):
-    """A trained kick LightningModule (eval mode, CPU) from a run folder or ``.ckpt`` via the shared loader,
-    checking the stored model class (``expected``: class names such as ``("KickDiffusionModule",)``)."""
-    from audiolab.utils.checkpoint import build_module, load_checkpoint, stored_config
+    """A trained kick LightningModule (eval mode, CPU) from a run folder or ``.ckpt`` through the shared loader
+    (:func:`audiolab.utils.checkpoint.load_trained`, ``family="kick"``: ``weights_only``, EMA weights, the
+    vocabulary and latent scale as buffers), checking its class (``expected``: e.g. ``("KickDiffusionModule",)``).
 
-    ckpt = load_checkpoint(source)
-    cfg = stored_config(ckpt)
-    target = str(cfg.model.get("_target_", ""))
-    if not target.startswith("audiolab.models.kick."):
-        raise ValueError(f"{source}: holds a {target or 'non-audiolab'} model, expected a kick model "
-                         f"({', '.join(expected or ['audiolab.models.kick.*'])})")
-    if expected and target.rsplit(".", 1)[-1] not in expected:
-        raise ValueError(f"{source}: holds {target.rsplit('.', 1)[-1]}, expected one of {list(expected)}")
-    from omegaconf import open_dict
+    Returns ``(module, trained)`` (``trained.config``, ``trained.path``, ``trained.global_step``).
+    """
+    from audiolab.utils.checkpoint import load_trained
 
-    with open_dict(cfg):  # inference: the frozen parts come from this checkpoint, not from their source runs
-        for key in ("vae_ckpt", "vocoder_ckpt"):
-            if key in cfg.model:
-                cfg.model[key] = None
-        if "allow_untrained" in cfg.model:
-            cfg.model.allow_untrained = True
-    module = build_module(cfg, None)
-    module.load_state_dict(ckpt["state_dict"])
-    module.eval()
-    return module, ckpt
+    trained = load_trained(source, family="kick")
+    name = type(trained.module).__name__
+    if expected and name not in expected:
+        raise ValueError(f"{trained.path}: holds {name}, expected one of {list(expected)}")
+    return trained.module, trained
 
 
 class KickPipeline(nn.Module):
