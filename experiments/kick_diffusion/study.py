@@ -13,17 +13,25 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 
 def _datamodule(cfg_data, mode: str = "mel"):
+    import inspect
+
     from hydra.utils import instantiate
     from omegaconf import OmegaConf, open_dict
 
+    from audiolab.models.kick.data import KickDataModule
+
     cfg = OmegaConf.create(OmegaConf.to_container(cfg_data, resolve=True))
+    known = set(inspect.signature(KickDataModule.__init__).parameters)
     with open_dict(cfg):
         cfg.mode = mode
+        for key in [k for k in cfg if k != "_target_" and k not in known]:  # keys of older configs (drop_last)
+            cfg.pop(key)
     dm = instantiate(cfg)
     dm.setup("test")
     return dm
@@ -78,13 +86,15 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--vae", required=True)
     p.add_argument("--vocoder", required=True)
-    p.add_argument("--unet", required=True)
+    p.add_argument("--unet", default=None, help="a kick_unet / kick_pipeline run (omit: VAE and vocoder only)")
+    p.add_argument("--data", default=None, help="data root (default: the one stored with --unet, else data/kick)")
     p.add_argument("--out", default="experiments/kick_diffusion/results.json")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--n-generate", type=int, default=100)
     p.add_argument("--keyword-n", type=int, default=24)
     p.add_argument("--configs", default="ddim:50,dpmsolver++:20,dpmsolver++:10,ddim:10")
     p.add_argument("--cfg-scale", type=float, default=3.0)
+    p.add_argument("--plots", default="dpmsolver++:20", help="sampler:steps of the figures ('' = no figures)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from audiolab.models.kick.evaluation import evaluate_generation
@@ -94,8 +104,18 @@ def main() -> None:
     results = json.loads(out_path.read_text()) if out_path.is_file() else {}
     vae_mod, _ = load_kick_module(args.vae, ("KickVAEModule",))
     voc_mod, _ = load_kick_module(args.vocoder, ("KickVocoderModule",))
-    unet_mod, trained = load_kick_module(args.unet, ("KickDiffusionModule",))
-    dm = _datamodule(trained.config.data)
+    _, vae_trained = load_kick_module(args.vae, ("KickVAEModule",))
+    unet_mod = None
+    data_cfg = vae_trained.config.data
+    if args.unet:
+        unet_mod, trained = load_kick_module(args.unet, ("KickDiffusionModule",))
+        data_cfg = trained.config.data
+    if args.data:
+        from omegaconf import open_dict
+
+        with open_dict(data_cfg):
+            data_cfg.root = args.data
+    dm = _datamodule(data_cfg)
     results["runs"] = {"vae": args.vae, "vocoder": args.vocoder, "unet": args.unet, "threads": args.threads}
     if "vae" not in results:
         results["vae"] = vae_metrics(vae_mod, dm)
@@ -104,6 +124,8 @@ def main() -> None:
         voc_mod.generator.remove_weight_norm()
         results["vocoder"] = vocoder_metrics(voc_mod, vae_mod, dm)
         out_path.write_text(json.dumps(results, indent=1))
+    if unet_mod is None:
+        return
     pipe = unet_mod.pipeline()
     pipe.vocoder = None
     results.setdefault("generation", {})
@@ -120,6 +142,54 @@ def main() -> None:
         out_path.write_text(json.dumps(results, indent=1))
         print(key, json.dumps({g: {k: round(v, 4) for k, v in res[g].items() if isinstance(v, float)}
                                for g in ("real", "synthetic") if g in res}), flush=True)
+    if args.plots:
+        sampler, steps = args.plots.split(":")
+        figures(pipe, dm, results, out_path.parent, sampler, int(steps), args.cfg_scale)
+
+
+PLOT_PROMPTS = (["synth", "short"], ["synth", "long"], ["synth", "sub"], ["synth", "high"], ["synth", "distorted"],
+                ["synth", "clean"])
+
+
+@torch.no_grad()
+def figures(pipe, dm, results: dict, folder: Path, sampler: str, steps: int, cfg_scale: float, n: int = 4) -> None:
+    """mel_grid.png: held-out kicks and generated kicks per keyword prompt (seeds 0..n-1, same seeds per prompt);
+    keyword_effects.png: Cohen's d of each keyword's stump descriptor, held-out labelled clips vs generated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from audiolab.models.kick.plots import mel_grid
+
+    rows = dm.rows("test")
+    real = [i for i, r in enumerate(rows) if r["source"] != "synthetic"][:n]
+    cols = {"held-out real": [dm.mels("test")[i, 0] for i in real]}
+    gen_real = pipe.generate([list(rows[i]["keywords"]) for i in real], list(range(len(real))), sampler=sampler,
+                             steps=steps, cfg_scale=cfg_scale, vocode=False)
+    cols["gen (real prompts)"] = list(gen_real.mels[:, 0])
+    for prompt in PLOT_PROMPTS:
+        if all(w in pipe.vocabulary.words for w in prompt):
+            g = pipe.generate([prompt] * n, list(range(n)), sampler=sampler, steps=steps, cfg_scale=cfg_scale,
+                              vocode=False)
+            cols[" ".join(prompt)] = list(g.mels[:, 0])
+    fig = mel_grid(cols)
+    fig.savefig(folder / "mel_grid.png", dpi=60)
+    plt.close(fig)
+    key = f"{sampler}_{steps}_cfg{cfg_scale:g}"
+    table = (results.get("generation", {}).get(key) or {}).get("keyword_control")
+    if table:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        x = np.arange(len(table))
+        ax.bar(x - 0.2, [r["d_real"] for r in table], 0.4, label="held-out labelled clips (ceiling)")
+        ax.bar(x + 0.2, [r["d_gen"] for r in table], 0.4, label=f"generated ({sampler} {steps}, cfg {cfg_scale:g})")
+        ax.set_xticks(x, [f"{r['keyword']} vs {r['vs']}\n({r['descriptor']})" for r in table], fontsize=6)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_ylabel("Cohen's d (signed)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(folder / "keyword_effects.png", dpi=80)
+        plt.close(fig)
 
 
 if __name__ == "__main__":
