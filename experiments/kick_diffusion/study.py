@@ -84,8 +84,8 @@ def vocoder_metrics(voc_module, vae_module, dm, max_per_group: int = 64) -> dict
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--vae", required=True)
-    p.add_argument("--vocoder", required=True)
+    p.add_argument("--vae")
+    p.add_argument("--vocoder")
     p.add_argument("--unet", default=None, help="a kick_unet / kick_pipeline run (omit: VAE and vocoder only)")
     p.add_argument("--data", default=None, help="data root (default: the one stored with --unet, else data/kick)")
     p.add_argument("--out", default="experiments/kick_diffusion/results.json")
@@ -95,7 +95,13 @@ def main() -> None:
     p.add_argument("--configs", default="ddim:50,dpmsolver++:20,dpmsolver++:10,ddim:10")
     p.add_argument("--cfg-scale", type=float, default=3.0)
     p.add_argument("--plots", default="dpmsolver++:20", help="sampler:steps of the figures ('' = no figures)")
+    p.add_argument("--tables", action="store_true", help="print the README tables of --out and stop")
     args = p.parse_args()
+    if args.tables:
+        print(tables(json.loads(Path(args.out).read_text())))
+        return
+    if not (args.vae and args.vocoder):
+        p.error("--vae and --vocoder are required (except with --tables)")
     torch.set_num_threads(args.threads)
     from audiolab.models.kick.evaluation import evaluate_generation
     from audiolab.models.kick.pipeline import load_kick_module
@@ -145,6 +151,52 @@ def main() -> None:
     if args.plots:
         sampler, steps = args.plots.split(":")
         figures(pipe, dm, results, out_path.parent, sampler, int(steps), args.cfg_scale)
+
+
+def tables(r: dict) -> str:
+    """Markdown tables of a results.json (what the README shows)."""
+    f = "{:.3f}".format
+    lines = ["| VAE held-out mel L1 | real | synthetic |", "|---|---|---|"]
+    for split in ("val", "test"):
+        v = r["vae"]
+        lines.append(f"| {split} (n = {v[f'{split}_real_n']} / {v[f'{split}_synthetic_n']}) | "
+                     f"{f(v[f'{split}_real_mel_l1'])} | {f(v[f'{split}_synthetic_mel_l1'])} |")
+    v = r["vocoder"]
+    lines += ["", "| vocoder input (test split) | real mel L1 | real MR-STFT | synthetic mel L1 | synthetic MR-STFT |",
+              "|---|---|---|---|---|"]
+    for name in ("real_mel", "vae_mel"):
+        lines.append(f"| {name.replace('_', ' ')} | {f(v[f'real_{name}_mel_l1'])} | {f(v[f'real_{name}_mrstft'])} | "
+                     f"{f(v[f'synthetic_{name}_mel_l1'])} | {f(v[f'synthetic_{name}_mrstft'])} |")
+    gen = r.get("generation") or {}
+    if gen:
+        lines += ["", "| sampler, steps (CFG 3) | group | KID (floor) | FD (floor) | NN dist gen / held-out | "
+                  "near copies |", "|---|---|---|---|---|---|"]
+        for g in gen.values():
+            s = g["settings"]
+            for grp in ("real", "synthetic"):
+                if grp in g:
+                    d = g[grp]
+                    lines.append(f"| {s['sampler']} {s['steps']} | {grp} (n = {d['n_generated']} vs {d['n_test']}) | "
+                                 f"{d['kid']:.2f} ± {d['kid_std']:.2f} ({d['kid_floor']:.2f}) | "
+                                 f"{d['fd']:.1f} ({d['fd_floor']:.1f}) | {d['nn_gen_median']:.2f} / "
+                                 f"{d['nn_heldout_median']:.2f} | {100 * d['near_copies']:.0f} % |")
+        lines += ["", "| sampler, steps | keyword stump accuracy gen (held-out) | Cohen's d gen (held-out) |",
+                  "|---|---|---|"]
+        for g in gen.values():
+            s, k = g["settings"], g.get("keyword_summary")
+            if k:
+                lines.append(f"| {s['sampler']} {s['steps']} | {f(k['acc_gen_mean'])} ({f(k['acc_real_mean'])}) | "
+                             f"{k['d_gen_mean']:.2f} ({k['d_real_mean']:.2f}) |")
+        first = next((g for g in gen.values() if g.get("keyword_control")), None)
+        if first:
+            s = first["settings"]
+            lines += ["", f"keyword control, {s['sampler']} {s['steps']} steps, {s['keyword_n']} kicks per prompt:", "",
+                      "| keyword | vs | descriptor | acc held-out | acc gen | d held-out | d gen |",
+                      "|---|---|---|---|---|---|---|"]
+            for row in first["keyword_control"]:
+                lines.append(f"| {row['keyword']} | {row['vs']} | {row['descriptor']} ({row['direction']}) | "
+                             f"{f(row['acc_real'])} | {f(row['acc_gen'])} | {row['d_real']:.2f} | {row['d_gen']:.2f} |")
+    return "\n".join(lines)
 
 
 PLOT_PROMPTS = (["synth", "short"], ["synth", "long"], ["synth", "sub"], ["synth", "high"], ["synth", "distorted"],
