@@ -162,30 +162,31 @@ def tables(r: dict) -> str:
         lines.append(f"| {split} (n = {v[f'{split}_real_n']} / {v[f'{split}_synthetic_n']}) | "
                      f"{f(v[f'{split}_real_mel_l1'])} | {f(v[f'{split}_synthetic_mel_l1'])} |")
     v = r["vocoder"]
-    lines += ["", "| vocoder input (test split) | real mel L1 | real MR-STFT | synthetic mel L1 | synthetic MR-STFT |",
+    lines += ["", f"| vocoder input (test split: {v['real_n']} real, {v['synthetic_n']} synthetic) | real mel L1 | "
+              "real MR-STFT | synthetic mel L1 | synthetic MR-STFT |",
               "|---|---|---|---|---|"]
     for name in ("real_mel", "vae_mel"):
         lines.append(f"| {name.replace('_', ' ')} | {f(v[f'real_{name}_mel_l1'])} | {f(v[f'real_{name}_mrstft'])} | "
                      f"{f(v[f'synthetic_{name}_mel_l1'])} | {f(v[f'synthetic_{name}_mrstft'])} |")
     gen = r.get("generation") or {}
     if gen:
-        lines += ["", "| sampler, steps (CFG 3) | group | KID (floor) | FD (floor) | NN dist gen / held-out | "
+        lines += ["", "| sampler, steps, CFG | group | KID (floor) | FD (floor) | NN dist gen / held-out | "
                   "near copies |", "|---|---|---|---|---|---|"]
         for g in gen.values():
             s = g["settings"]
             for grp in ("real", "synthetic"):
                 if grp in g:
                     d = g[grp]
-                    lines.append(f"| {s['sampler']} {s['steps']} | {grp} (n = {d['n_generated']} vs {d['n_test']}) | "
+                    lines.append(f"| {s['sampler']} {s['steps']}, CFG {s['cfg_scale']:g} | {grp} (n = {d['n_generated']} vs {d['n_test']}) | "
                                  f"{d['kid']:.2f} ± {d['kid_std']:.2f} ({d['kid_floor']:.2f}) | "
                                  f"{d['fd']:.1f} ({d['fd_floor']:.1f}) | {d['nn_gen_median']:.2f} / "
                                  f"{d['nn_heldout_median']:.2f} | {100 * d['near_copies']:.0f} % |")
-        lines += ["", "| sampler, steps | keyword stump accuracy gen (held-out) | Cohen's d gen (held-out) |",
+        lines += ["", "| sampler, steps, CFG | keyword stump accuracy gen (held-out) | Cohen's d gen (held-out) |",
                   "|---|---|---|"]
         for g in gen.values():
             s, k = g["settings"], g.get("keyword_summary")
             if k:
-                lines.append(f"| {s['sampler']} {s['steps']} | {f(k['acc_gen_mean'])} ({f(k['acc_real_mean'])}) | "
+                lines.append(f"| {s['sampler']} {s['steps']}, CFG {s['cfg_scale']:g} | {f(k['acc_gen_mean'])} ({f(k['acc_real_mean'])}) | "
                              f"{k['d_gen_mean']:.2f} ({k['d_real_mean']:.2f}) |")
         first = next((g for g in gen.values() if g.get("keyword_control")), None)
         if first:
@@ -205,7 +206,7 @@ PLOT_PROMPTS = (["synth", "short"], ["synth", "long"], ["synth", "sub"], ["synth
 
 @torch.no_grad()
 def figures(pipe, dm, results: dict, folder: Path, sampler: str, steps: int, cfg_scale: float, n: int = 4) -> None:
-    """mel_grid.png: held-out kicks and generated kicks per keyword prompt (seeds 0..n-1, same seeds per prompt);
+    """mel_grid.png: held-out kicks (real, synthetic) and generated kicks per keyword prompt (seeds 0..n-1, same seeds per prompt);
     keyword_effects.png: Cohen's d of each keyword's stump descriptor, held-out labelled clips vs generated."""
     import matplotlib
 
@@ -216,7 +217,9 @@ def figures(pipe, dm, results: dict, folder: Path, sampler: str, steps: int, cfg
 
     rows = dm.rows("test")
     real = [i for i, r in enumerate(rows) if r["source"] != "synthetic"][:n]
-    cols = {"held-out real": [dm.mels("test")[i, 0] for i in real]}
+    syn = [i for i, r in enumerate(rows) if r["source"] == "synthetic"][:n]
+    cols = {"held-out real": [dm.mels("test")[i, 0] for i in real],
+            "held-out synthetic": [dm.mels("test")[i, 0] for i in syn]}
     gen_real = pipe.generate([list(rows[i]["keywords"]) for i in real], list(range(len(real))), sampler=sampler,
                              steps=steps, cfg_scale=cfg_scale, vocode=False)
     cols["gen (real prompts)"] = list(gen_real.mels[:, 0])
