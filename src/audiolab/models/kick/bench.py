@@ -138,7 +138,7 @@ def measured_end_to_end(unet: LatentUNet, vae: KickVAE, width: int, batch: int, 
     vocab = KeywordVocabulary([f"k{i}" for i in range(16)])
     pipe = KickPipeline(vae, unet, voc, vocab, 1.0, NoiseSchedule().config)
     out = []
-    for sampler, steps in ((("dpmsolver++", 2),) if quick else (("ddim", 50), ("dpmsolver++", 20))):
+    for sampler, steps in ((("dpmsolver++", 2),) if quick else (("ddim", 50), ("dpmsolver++", 20), ("dpmsolver++", 10))):
         n = 2 if quick else batch
         gen = pipe.generate([["k0"]] * n, list(range(n)), sampler=sampler, steps=steps, batch_size=n)
         out.append({"sampler": sampler, "steps": steps, "vocoder_width": width, "kicks": n,
