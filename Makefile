@@ -7,7 +7,7 @@ STAMP := $(VENV)/.audiolab-installed
 EXPERIMENT ?= ddsp_transformer
 ARGS ?=
 
-.PHONY: setup train test test-all bench lint data clean tokenlm-codec tokenlm-data
+.PHONY: setup train test test-all bench lint data clean tokenlm-codec tokenlm-data kick-pipeline
 
 # Idempotent: (re)installs only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
@@ -33,25 +33,29 @@ bench: setup
 	$(PY) -m audiolab.bench ddsp $(ARGS)
 	$(PY) -m audiolab.bench codec $(ARGS)
 	$(PY) -m audiolab.bench tokenlm $(ARGS)
+	$(PY) -m audiolab.bench kick $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests
 
 # Debian packages for real-data checks (needs root or sudo) and the `data` extra (ffmpeg for G.722), then
-# prepare the embedded demo and build the codec corpus data/codec_corpus (speech + music).
+# prepare the embedded demo, build the codec corpus data/codec_corpus (speech + music) and the kick set data/kick
+# (the packages' kicks + soundfont renders + 2,000 synthetic labelled kicks).
 # The apt-get line installs exactly the Debian packages of src/audiolab/data/sources.py (tests/data/test_sources.py
 # checks both ways): a new data source is one entry there plus its package here.
 data: setup
 	@if command -v apt-get >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    fluidsynth fluid-soundfont-gm flite asterisk-core-sounds-en-g722 sonic-pi-samples; \
+	    fluidsynth fluid-soundfont-gm flite asterisk-core-sounds-en-g722 sonic-pi-samples \
+	    lmms-common hydrogen-data avldrums.lv2-soundfont chromium chromium-driver; \
 	else echo "apt-get not found: install what 'python -m audiolab.data.sources' lists as MISSING yourself"; fi
 	$(PY) -m pip install --quiet -e ".[data]"
 	$(PY) -m audiolab.data.sources
 	$(PY) -m audiolab.prepare ddsp input_dir=embedded
 	$(PY) -m audiolab.prepare codec_corpus out_dir=data/codec_corpus
 	$(PY) -m audiolab.prepare tokenlm_music out_dir=data/tokenlm_music $(if $(TOKENLM_CODEC),codec=$(TOKENLM_CODEC))
+	$(PY) -m audiolab.prepare kick_data out_dir=data/kick
 
 # Token-LM data needs a trained codec, which the repo does not ship. `make tokenlm-codec` trains the small CPU codec
 # the token-LM study used (16 kHz, 4 x 1024 codes at 50 Hz, 1000 steps: ~20-40 min on 2 cores; resumes if stopped);
@@ -71,6 +75,13 @@ tokenlm-data: setup
 	  codec=$(TOKENLM_CODEC_RUN)/checkpoints/probe_best.ckpt; \
 	  [ -f "$$codec" ] || $(MAKE) tokenlm-codec; fi; \
 	$(PY) -m audiolab.prepare tokenlm_music out_dir=data/tokenlm_music codec=$$codec
+
+# The kick pipeline chained through checkpoints (experiments/kick_diffusion): VAE, vocoder, then U-Net + both.
+RUN ?= kick
+kick-pipeline: setup
+	$(PY) -m audiolab.train experiment=kick_vae run_name=$(RUN) $(ARGS)
+	$(PY) -m audiolab.train experiment=kick_hifigan run_name=$(RUN) $(ARGS)
+	$(PY) -m audiolab.train experiment=kick_pipeline run_name=$(RUN) $(ARGS)
 
 clean:
 	rm -rf logs outputs multirun wandb .pytest_cache .ruff_cache

@@ -18,6 +18,10 @@ RECIPES = {
     "codec_corpus": "audiolab.models.codec.corpus:main",
     "codec_tokens": "audiolab.models.codec.tokens:prepare_main",
     "tokenlm_music": "audiolab.models.tokenlm.music_set:main",
+    "kick_aggregate": "audiolab.models.kick.data:aggregate_main",
+    "kick_preprocess": "audiolab.models.kick.data:preprocess_main",
+    "kick_synth": "audiolab.models.kick.data:synth_main",
+    "kick_data": "audiolab.models.kick.data:data_main",
 }
 #: Exit status of a user error (as argparse and the codec CLI).
 EXIT_USAGE = 2

@@ -15,6 +15,7 @@ FAMILIES: dict[str, str] = {
     "ddsp": "DDSP train step per backbone, bf16, synth real-time factor, loss vs auraloss",
     "codec": "codec params and encode/decode real-time factor vs the encodec package",
     "tokenlm": "token-LM generation frames/s (KV cache, CFG) vs transformers MusicGen",
+    "kick": "CPU time per 2-s kick by stage (U-Net steps, VAE, vocoder widths) vs diffusers / transformers peers",
 }
 
 

@@ -67,6 +67,8 @@ class ProbeCallback(Callback):
         self.history = list(state_dict.get("history", []))
         self.best_value = state_dict.get("best_value", self.best_value)
         self.best_step = state_dict.get("best_step", self.best_step)
+        # the step already probed: with gradient accumulation the first batches after a resume end at that step
+        self._last_step = int(self.history[-1]["step"]) if self.history else -1
 
     @property
     def best_path(self) -> Path | None:
