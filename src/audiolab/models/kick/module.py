@@ -191,7 +191,11 @@ class KickDiffusionModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit":
             self._load_frozen()
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # not attached to a Trainer (setup called by hand)
+            trainer = None
+        dm = getattr(trainer, "datamodule", None)
         vocab = getattr(dm, "vocabulary", None)
         if dm is not None and vocab is None and hasattr(dm, "setup"):
             dm.setup(stage)
@@ -260,7 +264,11 @@ class KickDiffusionModule(L.LightningModule):
 
     # --------------------------------------------------------------------------------------- latents
     def _datamodule(self):
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # not attached to a Trainer (setup called by hand)
+            trainer = None
+        dm = getattr(trainer, "datamodule", None)
         if dm is None:
             raise RuntimeError("KickDiffusionModule needs its KickDataModule (trainer.datamodule)")
         if self.vocabulary is None:
