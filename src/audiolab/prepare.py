@@ -2,7 +2,8 @@
 
 Recipes: ``ddsp`` (resample to 16 kHz, CREPE f0 + confidence, A-weighted loudness at 250 Hz, cached);
 ``codec_corpus`` (build the mixed speech + music corpus ``data/codec_corpus`` from Debian packages);
-``codec_tokens`` (tokenize an audio folder with a codec checkpoint for the token LM).
+``codec_tokens`` (tokenize an audio folder with a codec checkpoint for the token LM);
+``tse_corpus`` (speaker folders for target speaker extraction from Debian TTS voices, prompts and word recordings).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ RECIPES = {
     "ddsp": "audiolab.data.ddsp:prepare_main",
     "codec_corpus": "audiolab.data.codec_corpus:main",
     "codec_tokens": "audiolab.models.codec.tokens:prepare_main",
+    "tse_corpus": "audiolab.models.tse.corpus:main",
 }
 
 
