@@ -12,6 +12,10 @@ Signal path (shapes: ``B`` rows, ``T`` frames, ``F`` frequency units = STFT bins
     for block i: [re-injection: x = x + g_i * CrossAttention_i(x, e)] [FiLM_i] x = GridNetV2Block_i(x)
     decoder ──► real/imag [B, 2, T, F] ── iSTFT ── * mixture std ──► estimate [B, S]
 
+Output (``output``): ``mapping`` (TF-GridNet: the decoder's real/imag *are* the target spectrum) or ``mask`` (a
+complex ratio mask multiplied with the normalised mixture spectrum, initialised at 1 + 0j so the untrained net
+returns the mixture: a departure from TF-GridNet that converges much faster with small nets and short budgets).
+
 Encoders: ``conv`` (TF-GridNet: Conv2d 3x3 over stacked real/imag + GroupNorm; decoder ConvTranspose2d 3x3) or
 ``bandsplit`` (BSRNN-style: per band LayerNorm + Linear of its real/imag bins; decoder per band LayerNorm + Linear
 back to its bins) which cuts the frequency axis to a few dozen units (the users' 48 kHz model: 53 bands).
@@ -332,9 +336,12 @@ class TSENet(nn.Module):
         cond_dropout: float = 0.0,
         cond_dropout_mode: str = "zero_reference",
         grad_checkpointing: bool = False,
+        output: str = "mapping",
         eps: float = 1e-5,
     ):
         super().__init__()
+        if output not in ("mapping", "mask"):
+            raise ValueError(f"model.net.output must be mapping|mask, got {output!r}")
         if fusion not in ("concat", "concat_project", "add"):
             raise ValueError(f"model.net.fusion must be concat|concat_project|add, got {fusion!r}")
         if cond_dropout_mode not in ("zero_reference", "skip"):
@@ -388,6 +395,16 @@ class TSENet(nn.Module):
             self.decoder: nn.Module = ConvDecoder(block_dim, n_bins)
         else:
             self.decoder = BandSplitDecoder(block_dim, edges, int(band_decoder_hidden), eps)
+        self.output = output
+        if output == "mask":  # complex ratio mask initialised at 1 + 0j: the untrained extractor passes the mixture
+            with torch.no_grad():
+                if encoder == "conv":
+                    self.decoder.dec.bias.copy_(torch.tensor([1.0, 0.0]))
+                else:
+                    for k, mlp in enumerate(self.decoder.mlps):
+                        w = (edges[k + 1] - edges[k])
+                        mlp[-1].bias.zero_()
+                        mlp[-1].bias[:w] = 1.0
         self.cond_dropout = float(cond_dropout)
         self.cond_dropout_mode = cond_dropout_mode
         self.grad_checkpointing = bool(grad_checkpointing)
@@ -472,6 +489,9 @@ class TSENet(nn.Module):
                 x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
-        est = self.istft(self.decoder(x), length)
+        out = self.decoder(x)
+        if self.output == "mask":
+            out = out * spec
+        est = self.istft(out, length)
         est = est * std
         return est[0] if squeeze else est
