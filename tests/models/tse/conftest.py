@@ -6,32 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
+from audiolab.models.tse.corpus import synth_utterance
+
 SR = 16000
-
-
-def synth_utterance(f0: float, formants: tuple[float, ...], seconds: float, seed: int, sr: int = SR) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    t = np.arange(n) / sr
-    # slow f0 contour (intonation) and syllables of 120-300 ms separated by short pauses
-    f = f0 * (1 + 0.08 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * t + rng.uniform(0, 6)))
-    phase = 2 * np.pi * np.cumsum(f) / sr
-    x = np.zeros(n)
-    for h in range(1, int(3800 / f0)):
-        amp = sum(np.exp(-((h * f0 - fc) ** 2) / (2 * (0.12 * fc) ** 2)) for fc in formants) + 0.02
-        x += amp * np.sin(h * phase) / h**0.5
-    env = np.zeros(n)
-    pos = int(0.05 * sr)
-    while pos < n:
-        d = int(rng.uniform(0.12, 0.3) * sr)
-        env[pos : pos + d] = np.hanning(min(d, n - pos) + 2)[1:-1][: max(0, min(d, n - pos))]
-        pos += d + int(rng.uniform(0.03, 0.15) * sr)
-    x = x * env
-    return (0.1 * x / (np.sqrt(np.mean(x**2)) + 1e-9)).astype(np.float32)
 
 
 SPEAKERS = {  # name: (f0 Hz, formants Hz, kind)

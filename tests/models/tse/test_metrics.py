@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from audiolab.losses.sdr import si_sdr
-from audiolab.models.tse.metrics import TSEScores, energy_ratio_db, max_xcorr, pesq_wb, stoi_score, summary_stats
+from audiolab.models.tse.metrics import (
+    TSEScores,
+    energy_ratio_db,
+    max_xcorr,
+    pesq_wb,
+    stoi_score,
+    summary_stats,
+)
 from audiolab.models.tse.module import complex_l1_loss, phase_sensitive_loss, target_absent_loss
 
 SR = 16000
@@ -75,7 +82,7 @@ def _speechlike(seed: int, n: int = 2 * SR) -> torch.Tensor:
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import synth_utterance
+    from audiolab.models.tse.corpus import synth_utterance
 
     return torch.from_numpy(synth_utterance(120 + 40 * seed, (500.0 + 100 * seed, 1500.0), n / SR, seed))
 

@@ -54,7 +54,8 @@ import soundfile as sf
 from audiolab.data.cache import atomic_write_bytes, atomic_write_json
 from audiolab.data.codec_corpus import CorpusError, _ffmpeg_exe, decode_g722, render_flite
 
-__all__ = ["SOURCES", "build_tse_corpus", "package_files", "random_sentence", "main", "CorpusError"]
+__all__ = ["SOURCES", "build_tse_corpus", "build_synthetic_corpus", "synth_utterance", "package_files", "random_sentence",
+           "main", "CorpusError"]
 
 CORPUS_VERSION = 1
 SOURCES: tuple[str, ...] = ("flite", "festival", "asterisk", "ktuberling")
@@ -229,7 +230,7 @@ def _plan_tts(sources: Sequence[str], n: int, seed: int) -> list[_Job]:
         for pkg, spk in FESTIVAL_PACKAGES.items():
             voice = _festival_voice(pkg)
             voices.append((f"festival_{voice}", spk, voice, _render_festival))
-    for v_idx, (name, spk, voice, render) in enumerate(voices):
+    for name, spk, voice, render in voices:
         rng = np.random.default_rng([seed, 101, int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)])
         for k in range(n):
             text = random_sentence(words, rng)
@@ -364,6 +365,57 @@ def build_tse_corpus(
     print(f"tse corpus {out}: {len(speakers)} speakers, {len(utterances)} utterances, {minutes:.1f} min; "
           f"{made} files made, {len(utterances) - made} reused, {time.perf_counter() - t0:.1f} s", flush=True)
     return manifest
+
+
+# -- synthetic speakers (tests, debug=fast: no packages needed) ----------------------------------------------------
+def synth_utterance(f0: float, formants: Sequence[float], seconds: float, seed: int, sr: int = 16000) -> np.ndarray:
+    """A speech-like test signal: harmonics of a slowly moving ``f0`` (Hz) shaped by Gaussian ``formants`` (Hz),
+    cut into 120-300 ms 'syllables' with pauses; RMS 0.1, float32 ``[round(seconds * sr)]``."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    f = f0 * (1 + 0.08 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * t + rng.uniform(0, 6)))
+    phase = 2 * np.pi * np.cumsum(f) / sr
+    x = np.zeros(n)
+    for h in range(1, int(0.45 * sr / f0)):
+        amp = sum(np.exp(-((h * f0 - fc) ** 2) / (2 * (0.12 * fc) ** 2)) for fc in formants) + 0.02
+        x += amp * np.sin(h * phase) / h**0.5
+    env = np.zeros(n)
+    pos = int(0.05 * sr)
+    while pos < n:
+        d = int(rng.uniform(0.12, 0.3) * sr)
+        m = max(0, min(d, n - pos))
+        env[pos : pos + m] = np.hanning(m + 2)[1:-1]
+        pos += d + int(rng.uniform(0.03, 0.15) * sr)
+    x = x * env
+    return (0.1 * x / (np.sqrt(np.mean(x**2)) + 1e-9)).astype(np.float32)
+
+
+def build_synthetic_corpus(out_dir: str | os.PathLike, n_speakers: int = 16, n_utterances: int = 4,
+                           seconds: float = 2.5, sample_rate: int = 16000, seed: int = 0) -> Path:
+    """A speaker-folder corpus of :func:`synth_utterance` voices (distinct f0 90-260 Hz and formant pairs), with
+    the same ``manifest.json`` layout as :func:`build_tse_corpus` (all ``kind: tts``, ``role: any``). Written once
+    (a complete ``manifest.json`` marks it done)."""
+    out = Path(out_dir).expanduser()
+    if (out / "manifest.json").is_file():
+        return out
+    rng = np.random.default_rng([seed, 404])
+    utterances, speakers = [], {}
+    for s in range(int(n_speakers)):
+        name = f"synth_{s:02d}"
+        f0 = 90.0 + 170.0 * s / max(1, n_speakers - 1)
+        formants = (float(rng.uniform(300, 900)), float(rng.uniform(1000, 2800)))
+        for k in range(int(n_utterances)):
+            rel = f"{name}/u{k:02d}.flac"
+            x = synth_utterance(f0, formants, seconds + 0.3 * (k % 3), seed=1000 * s + k, sr=sample_rate)
+            _write_flac(out / rel, x, sample_rate)
+            utterances.append({"file": rel, "speaker": name, "voice": "synthetic", "role": "any",
+                               "seconds": round(len(x) / sample_rate, 4), "sample_rate": sample_rate})
+        speakers[name] = {"kind": "tts", "voices": ["synthetic"], "utterances": int(n_utterances),
+                          "f0_hz": round(f0, 1), "formants_hz": [round(f, 1) for f in formants]}
+    atomic_write_json(out / "manifest.json", {"family": "tse_corpus", "version": CORPUS_VERSION, "synthetic": True,
+                                              "speakers": speakers, "utterances": utterances})
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

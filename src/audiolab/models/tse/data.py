@@ -499,6 +499,10 @@ class TSEDataModule(L.LightningDataModule):
 
     # ---- preparation
     def _root(self) -> Path:
+        if str(self.root) == "synthetic":  # self-contained speakers for debug=fast and tests (no packages needed)
+            from audiolab.models.tse.corpus import build_synthetic_corpus
+
+            return build_synthetic_corpus(Path(self.cache_dir).expanduser() / "synthetic_corpus_v1")
         r = Path(self.root).expanduser()
         if not r.is_dir():
             raise FileNotFoundError(f"TSE corpus root {str(r)!r} does not exist: {ROOT_HINT}")

@@ -93,7 +93,7 @@ class Extractor:
         out = torch.zeros(n, device=self.device)
         prev_tail: torch.Tensor | None = None  # previous window's output over the current overlap
         starts = list(range(0, n - 2 * self.ctx, self.chunk))
-        for k, s in enumerate(starts):
+        for s in starts:
             seg = x[s : s + win]
             y = self.net(seg[None], enrollment_cache=self._cache)[0]
             ov = min(2 * self.ctx, y.shape[-1])
@@ -126,13 +126,10 @@ def extract_file(ckpt: str | Path, mixture: str | Path, enrollment: str | Path, 
 
     net, sr = load_extractor(ckpt, device)
     ex = Extractor(net, sr, chunk_seconds, context_seconds, min_enroll_seconds)
-    try:
-        mix_sr = int(sf.info(str(mixture)).samplerate)
-    except Exception as err:  # noqa: BLE001 - soundfile raises several types
-        raise AudioLoadError(f"{mixture}: cannot read audio ({err})") from err
     t0 = time.perf_counter()
+    x = load_audio(mixture, sr)  # names a missing / unreadable / silent file
+    mix_sr = int(sf.info(str(mixture)).samplerate)
     ex.set_enrollment(load_audio(enrollment, sr), name=str(enrollment))
-    x = load_audio(mixture, sr)
     y = ex.extract(x).cpu()
     if mix_sr != sr:
         y = torchaudio.functional.resample(y, sr, mix_sr)

@@ -178,7 +178,7 @@ class TSEScores:
         for row, (m, k) in enumerate(zip(mix_id.tolist(), q.tolist())):
             if bool(present[row]) and k in (0, 1):
                 by_mix.setdefault(m, {})[k] = row
-        for m, d in by_mix.items():
+        for d in by_mix.values():
             if 0 in d and 1 in d:
                 sim = float(si_sdr_db(est[d[1]][None], est[d[0]][None])[0])
                 rows[d[1]]["swap_output_similarity"] = sim
