@@ -32,6 +32,8 @@ bench: setup
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	$(PY) -m audiolab.bench ddsp $(ARGS)
 	$(PY) -m audiolab.bench codec $(ARGS)
+	$(PY) -m pip install --quiet --no-deps "espnet==202511"
+	$(PY) -m audiolab.bench tse $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests
@@ -42,11 +44,15 @@ data: setup
 	@if command -v apt-get >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    fluidsynth fluid-soundfont-gm flite asterisk-core-sounds-en-g722 sonic-pi-samples; \
+	    fluidsynth fluid-soundfont-gm flite asterisk-core-sounds-en-g722 sonic-pi-samples \
+	    festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k \
+	    festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph festvox-suopuhe-lj \
+	    festvox-suopuhe-mv festvox-ca-ona-hts ktuberling-data wamerican; \
 	else echo "apt-get not found: install fluidsynth, FluidR3_GM.sf2, flite, asterisk-core-sounds-en-g722 and sonic-pi-samples yourself"; fi
 	$(PY) -m pip install --quiet -e ".[data]"
 	$(PY) -m audiolab.prepare ddsp input_dir=embedded
 	$(PY) -m audiolab.prepare codec_corpus out_dir=data/codec_corpus
+	$(PY) -m audiolab.prepare tse_corpus out_dir=data/tse_corpus
 
 clean:
 	rm -rf logs outputs multirun wandb .pytest_cache .ruff_cache

@@ -12,6 +12,7 @@ import sys
 FAMILIES: dict[str, tuple[str, str]] = {
     "ddsp": ("audiolab.bench.ddsp", "DDSP train step per backbone, bf16, synth real-time factor, loss vs auraloss"),
     "codec": ("audiolab.bench.codec", "codec params and encode/decode real-time factor vs the encodec package"),
+    "tse": ("audiolab.models.tse.bench", "TF-GridNet V2 extractor train step + peak memory vs ESPnet TFGridNetV2"),
 }
 
 

@@ -39,6 +39,8 @@ DEFAULT_OUT = "experiments/tse_ladder/bench.json"
 
 #: name -> (sample rate, n_fft, hop, D, I, J, H, blocks, batch, seconds)
 CONFIGS: dict[str, tuple[int, int, int, int, int, int, int, int, int, float]] = {
+    # smoke test only
+    "tiny": (8000, 64, 32, 8, 1, 1, 8, 1, 1, 0.5),
     # CPU-sized: the ESPnet layout (I=4, J=1: unfold + deconv) and the V2 fast layout (I=J=1: reshape + Linear)
     "small_i4j1": (8000, 128, 64, 16, 4, 1, 32, 2, 2, 2.0),
     "small_i1j1": (16000, 256, 128, 32, 1, 1, 64, 2, 2, 2.0),
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             p.error(f"unknown configs {bad}; choose from {', '.join(CONFIGS)}")
     else:
-        configs = [c for c in CONFIGS if device.type == "cuda" or c.startswith("small")]
+        configs = [c for c in CONFIGS if c != "tiny" and (device.type == "cuda" or c.startswith("small"))]
     warmup, repeats, memory = a.warmup, a.repeats, True
     if a.quick:
         configs, warmup, repeats, memory = configs[:1], 0, 1, False
