@@ -90,7 +90,7 @@ def fake_f0(monkeypatch):
         calls.append(n)
         return torch.full((n,), 440.0), torch.ones(n)
 
-    monkeypatch.setattr("audiolab.data.ddsp.estimate_f0", estimate_f0)
+    monkeypatch.setattr("audiolab.models.ddsp.data.estimate_f0", estimate_f0)
     return calls
 
 

@@ -47,7 +47,7 @@ def test_experiment_composes(make_cfg, experiment, debug):
     resolved = _resolved(cfg)
     assert PROMISED_KEYS <= set(resolved), PROMISED_KEYS - set(resolved)
     assert resolved["model"]["_target_"] == "audiolab.models.ddsp.module.DDSPModule"
-    assert resolved["data"]["_target_"] == "audiolab.data.ddsp.DDSPDataModule"
+    assert resolved["data"]["_target_"] == "audiolab.models.ddsp.data.DDSPDataModule"
     assert resolved["trainer"]["_target_"] == "lightning.pytorch.Trainer"
     # interpolations resolved against the root
     assert resolved["model"]["sample_rate"] == resolved["data"]["sample_rate"]

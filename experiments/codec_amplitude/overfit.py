@@ -17,7 +17,7 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from audiolab.metrics.codec import waveform_metrics
+from audiolab.metrics.waveform import waveform_metrics
 from audiolab.models.codec.module import CodecModule
 from audiolab.models.codec.plots import probe_curves_figure
 

@@ -11,8 +11,8 @@ import json
 
 import torch
 
-from audiolab.data.ddsp import DDSPDataModule
-from audiolab.metrics.pitch_loudness import f0_l1_cents, loudness_l1_db
+from audiolab.models.ddsp.data import DDSPDataModule
+from audiolab.models.ddsp.metrics import f0_l1_cents, loudness_l1_db
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ import logging
 import sys
 
 RECIPES = {
-    "ddsp": "audiolab.data.ddsp:prepare_main",
-    "codec_corpus": "audiolab.data.codec_corpus:main",
+    "ddsp": "audiolab.models.ddsp.data:prepare_main",
+    "codec_corpus": "audiolab.models.codec.corpus:main",
     "codec_tokens": "audiolab.models.codec.tokens:prepare_main",
     "tse_corpus": "audiolab.models.tse.corpus:main",
 }

@@ -1,5 +1,7 @@
 """Benchmarks: ``python -m audiolab.bench <family> [--quick] [--device cpu|cuda] [--out PATH] ...``.
 
+Each family's benchmark lives in its room, ``audiolab.models.<family>.bench`` (a ``main(argv) -> int``), and
+uses the shared timing / memory / environment helpers of :mod:`audiolab.bench.common`.
 ``python -m audiolab.bench <family> --help`` lists a family's options.
 """
 
@@ -8,16 +10,16 @@ from __future__ import annotations
 import importlib
 import sys
 
-# family -> (module with ``main(argv) -> int``, one-line description)
-FAMILIES: dict[str, tuple[str, str]] = {
-    "ddsp": ("audiolab.bench.ddsp", "DDSP train step per backbone, bf16, synth real-time factor, loss vs auraloss"),
-    "codec": ("audiolab.bench.codec", "codec params and encode/decode real-time factor vs the encodec package"),
-    "tse": ("audiolab.models.tse.bench", "TF-GridNet V2 extractor train step + peak memory vs ESPnet TFGridNetV2"),
+# family -> one-line description; the benchmark is ``audiolab.models.<family>.bench.main(argv) -> int``
+FAMILIES: dict[str, str] = {
+    "ddsp": "DDSP train step per backbone, bf16, synth real-time factor, loss vs auraloss",
+    "codec": "codec params and encode/decode real-time factor vs the encodec package",
+    "tse": "TF-GridNet V2 extractor train step + peak memory vs ESPnet TFGridNetV2",
 }
 
 
 def _usage() -> str:
-    rows = "\n".join(f"  {name:<8} {desc}" for name, (_, desc) in FAMILIES.items())
+    rows = "\n".join(f"  {name:<8} {desc}" for name, desc in FAMILIES.items())
     return (f"usage: python -m audiolab.bench <family> [--quick] [--device cpu|cuda] [--out PATH] ...\n"
             f"families:\n{rows}")
 
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown benchmark family {family!r}; available families: {', '.join(FAMILIES)}\n\n{_usage()}",
               file=sys.stderr)
         return 2
-    module = importlib.import_module(FAMILIES[family][0])
+    module = importlib.import_module(f"audiolab.models.{family}.bench")
     return int(module.main(rest) or 0)
 
 

@@ -7,11 +7,17 @@
   on CPU the process high-water mark ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, which cannot be reset:
   it is the peak of the whole process so far (monotonic across sections), stated in the result.
 * :func:`device_description`: CPU model (``/proc/cpuinfo``) + core count, or the GPU name + memory.
+* Entry-point plumbing every family bench shares: :func:`base_parser` (``--quick --device --out --seed``),
+  :func:`apply_overrides` (command-line values over the family's default settings), :func:`write_result`
+  (JSON + markdown), :func:`log`, :func:`free_memory`, :func:`csv_list`.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
+import gc
+import json
 import os
 import platform
 import resource
@@ -19,12 +25,24 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
+from typing import Any
 
 import torch
 
 __all__ = [
     "PeakMemory",
+    "BenchSettings",
+    "apply_overrides",
+    "result_header",
+    "base_parser",
+    "csv_list",
+    "free_memory",
+    "log",
+    "maxrss_bytes",
+    "write_result",
     "device_description",
     "environment",
     "package_version",
@@ -105,7 +123,8 @@ def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device,
     return out
 
 
-def _maxrss_bytes() -> int:
+def maxrss_bytes() -> int:
+    """This process's peak resident set size so far (bytes; not resettable)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss) if sys.platform == "darwin" else int(rss) * 1024  # Linux reports KiB, macOS bytes
 
@@ -132,7 +151,7 @@ class PeakMemory:
             peak = int(torch.cuda.max_memory_allocated(self.device))
             kind = "cuda_max_memory_allocated"
         else:
-            peak = _maxrss_bytes()
+            peak = maxrss_bytes()
             kind = "process_max_rss"  # whole-process high-water mark so far (not resettable)
         self.result = {"peak_bytes": peak, "peak_mib": round(peak / 2**20, 1), "kind": kind}
 
@@ -199,3 +218,64 @@ def environment(device: torch.device) -> dict:
     if device.type == "cuda":
         env["cuda_device_count"] = torch.cuda.device_count()
     return env
+
+
+def free_memory(device: torch.device) -> None:
+    """Collect garbage and return cached CUDA blocks (between benchmark cases)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def log(family: str, msg: str) -> None:
+    """Progress line on stderr, ``[bench <family>] msg`` (stdout carries the markdown report)."""
+    print(f"[bench {family}] {msg}", file=sys.stderr, flush=True)
+
+
+def csv_list(value: str, convert: Callable[[str], Any] = str) -> list:
+    """``"a, b,c"`` -> ``[convert("a"), convert("b"), convert("c")]`` (blank items dropped)."""
+    return [convert(v.strip()) for v in value.split(",") if v.strip()]
+
+
+def base_parser(family: str, description: str, default_out: str, quick_help: str) -> argparse.ArgumentParser:
+    """``python -m audiolab.bench <family>`` parser with the options every family has:
+    ``--quick``, ``--device`` (cpu | cuda), ``--out`` (JSON path, default ``default_out``), ``--seed``."""
+    p = argparse.ArgumentParser(prog=f"python -m audiolab.bench {family}", description=description)
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    p.add_argument("--out", default=default_out, help=f"JSON output path (default {default_out})")
+    p.add_argument("--seed", type=int, default=None)
+    return p
+
+
+def apply_overrides(settings: Any, overrides: dict[str, Any]) -> Any:
+    """Set every non-None ``overrides`` value as an attribute of ``settings`` (a dataclass); returns it."""
+    for k, v in overrides.items():
+        if v is not None:
+            setattr(settings, k, v)
+    return settings
+
+
+def write_result(result: dict, out: str | Path, markdown: Callable[[dict], str]) -> Path:
+    """Write ``result`` as indented JSON to ``out`` (parents created), print ``markdown(result)`` and the path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(markdown(result))
+    print(f"JSON: {out}")
+    return out
+
+
+@dataclass
+class BenchSettings:
+    """Settings every family benchmark has; a family's ``Settings`` dataclass extends it."""
+
+    device: str = "cpu"
+    quick: bool = False
+    seed: int = 0
+
+
+def result_header(benchmark: str, schema_version: int, device: torch.device) -> dict:
+    """First keys of every result JSON: ``benchmark``, ``schema_version``, ``date`` (UTC), ``device``."""
+    return {"benchmark": benchmark, "schema_version": schema_version, "date": utc_now(),
+            "device": device_description(device)}

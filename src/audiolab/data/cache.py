@@ -15,13 +15,15 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["content_hash", "atomic_write_bytes", "atomic_save_npz", "atomic_write_json", "completed_manifest", "HASH_CHARS"]
+__all__ = ["content_hash", "atomic_write_bytes", "atomic_save_npz", "atomic_write_json", "completed_manifest", "skip_bad_file",
+           "HASH_CHARS"]
 
 #: Number of hex characters of the SHA-1 digest used as the cache directory name.
 HASH_CHARS = 16
@@ -113,3 +115,13 @@ def completed_manifest(cache: str | os.PathLike, on_bad_file: str) -> dict[str, 
         raise AudioLoadError(f"{bad['path']}: {bad['reason']} (cached preparation skipped it; pass on_bad_file='skip' to accept)")
     print(f"using cache {cache} ({len(manifest['sources'])} sources)", flush=True)
     return manifest
+
+
+def skip_bad_file(exc: Exception, path: str | os.PathLike, rel: str, on_bad_file: str,
+                  skipped: list[dict[str, str]]) -> None:
+    """What a preparation loop does with a file it cannot use: ``on_bad_file="error"`` re-raises ``exc``;
+    ``"skip"`` warns and appends ``{"file": rel, "path", "reason"}`` to ``skipped`` (the manifest's list)."""
+    if on_bad_file == "error":
+        raise exc
+    warnings.warn(f"skipping bad audio file {path}: {exc}", stacklevel=3)
+    skipped.append({"file": rel, "path": str(path), "reason": str(exc)})

@@ -1,5 +1,6 @@
-"""DDSP multi-scale spectral loss (``ddsp.losses.SpectralLoss`` with ae.gin's mag=1, logmag=1).
+"""Spectral reconstruction losses: the multi-scale STFT loss (DDSP) and the multi-scale mel loss (EnCodec).
 
+:class:`MultiScaleSpectralLoss` — DDSP's ``ddsp.losses.SpectralLoss`` with ae.gin's mag=1, logmag=1.
 For each FFT size ``N`` (hop ``int(N * (1 - overlap))``, periodic Hann, centre reflect padding):
 
 * ``mag_N    = mean |S - Ŝ|``
@@ -9,6 +10,12 @@ with ``S = |STFT|`` un-normalised (one clamp floor ``eps`` shared by both signal
 terms are **summed** over scales as in DDSP (``reduction_over_scales="mean"`` divides by the number
 of scales instead). Spectra come from :func:`audiolab.audio.features.stft_magnitude`, the project's
 single STFT definition, and everything runs in fp32 with autocast disabled.
+
+:class:`MultiScaleMelLoss` follows EnCodec's ``msspec`` as trained by audiocraft: windows ``2^6 .. 2^10``, hop
+``w/4``, 64 mel bands from 64 Hz, STFT normalised by ``1/sqrt(n_fft)`` (``normalized=True``), per scale
+``L1(mel) + MSE(log10(eps + mel))``, averaged over scales. The linear term is scale-sensitive: with an unbounded
+decoder it is one of the terms that pins the output level. One deviation: the number of mel bands is capped at
+``n_fft // 4`` so small windows do not get all-zero bands (64 bands on a 33-bin spectrum).
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import Tensor
 
-from audiolab.audio.features import stft_magnitude
+from audiolab.audio.features import mel_spectrogram, stft_magnitude
 
-__all__ = ["MultiScaleSpectralLoss", "auraloss_equivalent"]
+__all__ = ["MultiScaleSpectralLoss", "MultiScaleMelLoss", "auraloss_equivalent"]
 
 
 class MultiScaleSpectralLoss(torch.nn.Module):
@@ -165,3 +173,51 @@ def auraloss_equivalent(loss: MultiScaleSpectralLoss):
     )
     factor = float(len(sizes)) if loss.reduction_over_scales == "sum" else 1.0
     return aura, factor
+
+
+class MultiScaleMelLoss(torch.nn.Module):
+    """Multi-scale mel loss; returns ``{"loss", "mel_linear", "mel_log"}`` (scalars, averaged over scales).
+
+    Args:
+        sample_rate: Hz.
+        window_sizes: FFT (= window) sizes in samples; hop is ``w // 4``.
+        n_mels: mel bands (capped at ``w // 4`` per scale).
+        f_min: lowest mel edge in Hz. f_max: highest (None = Nyquist).
+        linear_weight / log_weight: weights of the L1 linear-mel and MSE log10-mel terms.
+        log_eps: added inside the log10 (EnCodec 1e-5).
+    """
+
+    def __init__(self, sample_rate: int, window_sizes: Sequence[int] = (64, 128, 256, 512, 1024), n_mels: int = 64,
+                 f_min: float = 64.0, f_max: float | None = None, linear_weight: float = 1.0, log_weight: float = 1.0,
+                 log_eps: float = 1e-5):
+        super().__init__()
+        sizes = tuple(int(w) for w in window_sizes)
+        if not sizes or any(w < 16 for w in sizes):
+            raise ValueError(f"window_sizes must be a non-empty list of sizes >= 16 samples, got {sizes}")
+        if f_min >= (f_max or sample_rate / 2):
+            raise ValueError(f"f_min={f_min} Hz must be below f_max={f_max or sample_rate / 2} Hz")
+        self.sample_rate, self.window_sizes, self.n_mels = int(sample_rate), sizes, int(n_mels)
+        self.f_min, self.f_max = float(f_min), f_max
+        self.linear_weight, self.log_weight, self.log_eps = float(linear_weight), float(log_weight), float(log_eps)
+
+    def mel(self, x: Tensor, n_fft: int) -> Tensor:
+        """Normalised magnitude mel spectrogram ``[B, n_mels, frames]`` of ``x [B, T]``."""
+        n_mels = min(self.n_mels, n_fft // 4)
+        m = mel_spectrogram(x, self.sample_rate, n_fft, n_fft // 4, n_mels, f_min=self.f_min, f_max=self.f_max,
+                            power=1.0, pad_mode="reflect")
+        return m / n_fft**0.5
+
+    def forward(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
+        pred, target = pred.reshape(-1, pred.shape[-1]), target.reshape(-1, target.shape[-1])
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            pred, target = pred.float(), target.float()
+            lin = pred.new_zeros(())
+            log = pred.new_zeros(())
+            for n_fft in self.window_sizes:
+                mp = self.mel(pred, n_fft)
+                with torch.no_grad():
+                    mt = self.mel(target, n_fft)
+                lin = lin + (mp - mt).abs().mean()
+                log = log + (torch.log10(mp + self.log_eps) - torch.log10(mt + self.log_eps)).pow(2).mean()
+            lin, log = lin / len(self.window_sizes), log / len(self.window_sizes)
+            return {"loss": self.linear_weight * lin + self.log_weight * log, "mel_linear": lin, "mel_log": log}

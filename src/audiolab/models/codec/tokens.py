@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from audiolab.audio.io import AudioLoadError, audio_files, load_audio
 from audiolab.data.cache import atomic_write_bytes, atomic_write_json, content_hash
+from audiolab.data.cli import optional, parse_key_values
 
 log = logging.getLogger("audiolab")
 
@@ -76,17 +77,13 @@ def export_tokens(ckpt_path: str, input_dir: str, output_dir: str | None = None,
     return out
 
 
+_CLI_KEYS = {"ckpt_path": str, "input_dir": str, "output_dir": str, "bandwidth": optional(float), "chunk_seconds": float,
+             "device": str, "on_bad_file": str}
+
+
 def prepare_main(argv: list[str]) -> None:
-    opts: dict[str, str] = {}
-    for arg in argv:
-        if "=" not in arg:
-            raise SystemExit(f"expected key=value, got {arg!r} (keys: ckpt_path, input_dir, output_dir, bandwidth, "
-                             "chunk_seconds, device, on_bad_file)")
-        k, v = arg.split("=", 1)
-        opts[k] = v
-    missing = [k for k in ("ckpt_path", "input_dir") if k not in opts]
-    if missing:
-        raise SystemExit(f"codec_tokens needs {', '.join(missing)}=…")
-    export_tokens(opts["ckpt_path"], opts["input_dir"], opts.get("output_dir"),
-                  float(opts["bandwidth"]) if opts.get("bandwidth") not in (None, "", "null") else None,
-                  float(opts.get("chunk_seconds", 30.0)), opts.get("device", "cpu"), opts.get("on_bad_file", "error"))
+    """CLI: ``python -m audiolab.prepare codec_tokens ckpt_path=CKPT input_dir=DIR [output_dir=DIR] [bandwidth=KBPS]
+    [chunk_seconds=30] [device=cpu] [on_bad_file=error|skip]``."""
+    opts = parse_key_values(argv, _CLI_KEYS, recipe="codec_tokens", required=("ckpt_path", "input_dir"))
+    export_tokens(opts["ckpt_path"], opts["input_dir"], opts.get("output_dir"), opts.get("bandwidth"),
+                  opts.get("chunk_seconds", 30.0), opts.get("device", "cpu"), opts.get("on_bad_file", "error"))

@@ -8,7 +8,7 @@ Usage::
 
 ``INPUT`` is any monophonic recording (any sample rate; stereo is downmixed): it is loaded at the model's rate,
 its f0 (CREPE, Viterbi; by default the CREPE model the checkpoint was trained with, ``cfg.data.crepe_model``)
-and A-weighted loudness are computed with the same code as training (:func:`audiolab.data.ddsp.compute_features`),
+and A-weighted loudness are computed with the same code as training (:func:`audiolab.models.ddsp.data.compute_features`),
 then the DDSP network of the checkpoint turns them back into audio:
 
 * resynthesis: no ``--pitch-shift`` / ``--loudness-offset``;
@@ -52,8 +52,8 @@ from torch import Tensor, nn
 
 from audiolab.audio.features import a_weighted_loudness
 from audiolab.audio.io import AudioLoadError, load_audio, save_audio
-from audiolab.data.ddsp import compute_features
 from audiolab.dsp import normalize_harmonics
+from audiolab.models.ddsp.data import compute_features
 from audiolab.models.ddsp.synth import DDSP, build_ddsp
 from audiolab.utils.checkpoint import load_checkpoint, stored_config
 from audiolab.utils.config import plain

@@ -12,8 +12,8 @@ from torch import Tensor
 from audiolab.audio.features import a_weighted_loudness
 from audiolab.audio.io import save_audio
 from audiolab.losses.spectral import MultiScaleSpectralLoss
-from audiolab.metrics.pitch_loudness import f0_l1_cents, loudness_l1_db
 from audiolab.models.ddsp.diagnostics import control_arrays, control_figure, control_stats
+from audiolab.models.ddsp.metrics import f0_l1_cents, loudness_l1_db
 from audiolab.models.ddsp.synth import build_ddsp
 from audiolab.utils.config import plain
 from audiolab.utils.optim import ramp_weight

@@ -52,7 +52,10 @@ import numpy as np
 import soundfile as sf
 
 from audiolab.data.cache import atomic_write_bytes, atomic_write_json
-from audiolab.data.codec_corpus import CorpusError, _ffmpeg_exe, decode_g722, render_flite
+from audiolab.data.cli import boolean, comma_list, parse_key_values
+
+# the speech tools (flite, G.722 decoding) of the codec corpus builder: one wrapper per tool in the project
+from audiolab.models.codec.corpus import CorpusError, _ffmpeg_exe, decode_g722, render_flite
 
 __all__ = ["SOURCES", "build_tse_corpus", "build_synthetic_corpus", "synth_utterance", "package_files", "random_sentence",
            "main", "CorpusError"]
@@ -424,26 +427,8 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
-    keys = ("out_dir", "sources", "utterances_per_voice", "seed", "progress")
-    kwargs: dict[str, Any] = {}
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("-").replace("-", "_")
-        if not sep or key not in keys:
-            raise SystemExit(f"prepare tse_corpus: bad argument {arg!r} (key=value with keys: {', '.join(keys)})")
-        try:
-            if key in ("utterances_per_voice", "seed"):
-                kwargs[key] = int(value)
-            elif key == "sources":
-                kwargs[key] = tuple(s.strip() for s in value.split(",") if s.strip())
-            elif key == "progress":
-                if value.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-                    raise ValueError(f"expected a boolean, got {value!r}")
-                kwargs[key] = value.lower() in ("1", "true", "yes", "on")
-            else:
-                kwargs[key] = value
-        except ValueError as exc:
-            raise SystemExit(f"prepare tse_corpus: bad value for {key}: {exc}") from exc
+    kwargs = parse_key_values(args, {"out_dir": str, "sources": comma_list, "utterances_per_voice": int, "seed": int,
+                                     "progress": boolean}, recipe="tse_corpus")
     try:
         build_tse_corpus(**kwargs)
     except CorpusError as exc:

@@ -2,7 +2,7 @@
 
 Corpus: a folder with one first-level sub-folder per speaker (``python -m audiolab.prepare tse_corpus`` builds
 ``data/tse_corpus`` from Debian packages; its ``manifest.json`` marks which utterances may be enrollments). Audio is
-resampled once to ``sample_rate`` into the shared content-addressed cache (:func:`audiolab.data.codec.prepare_codec`:
+resampled once to ``sample_rate`` into the shared content-addressed cache (:func:`audiolab.data.crops.prepare_audio_cache`:
 one memory-mapped array, per-file offsets).
 
 Split: **by speaker** (speaker-disjoint train/val/test; within each speaker *kind* — TTS voices, word recordings,
@@ -57,14 +57,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from audiolab.data.cache import atomic_write_bytes, content_hash
-from audiolab.data.codec import EpochSampler, _AudioStore, prepare_codec
-from audiolab.data.ddsp import split_sources
+from audiolab.data.crops import EpochSampler, _AudioStore, prepare_audio_cache
+from audiolab.data.module import CachedSplitDataModule, check_hparams, split_fraction_checks
+from audiolab.data.splits import split_sources
 from audiolab.models.tse.simulate import RIRBank, colored_noise, describe, rms_db, scale_to_db, speed_perturb
 
 __all__ = ["TSEDataModule", "MixtureSimulator", "SpeakerIndex", "collate_queries", "split_speakers", "MANIFEST_VERSION"]
@@ -152,7 +152,7 @@ class SpeakerIndex:
 
 def split_speakers(speakers: dict[str, str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[str]]:
     """Speaker-disjoint split, per kind (``{speaker: kind}``): seeded permutation within each kind
-    (:func:`audiolab.data.ddsp.split_sources`, seed ``seed + crc32(kind)``); kinds with < 3 speakers train only."""
+    (:func:`audiolab.data.splits.split_sources`, seed ``seed + crc32(kind)``); kinds with < 3 speakers train only."""
     by_kind: dict[str, list[str]] = {}
     for spk, kind in speakers.items():
         by_kind.setdefault(kind, []).append(spk)
@@ -445,7 +445,7 @@ class _FixedMixtures(Dataset):
         return self.sim.item(self.recipes[index], int(index), swap)
 
 
-class TSEDataModule(L.LightningDataModule):
+class TSEDataModule(CachedSplitDataModule):
     """Speaker-disjoint on-the-fly TSE mixtures (see the module docs). ``batch_size`` counts *mixtures*."""
 
     def __init__(
@@ -471,17 +471,16 @@ class TSEDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        checks = [("sample_rate", sample_rate, int(sample_rate) > 0, "a positive integer (Hz)"),
-                  ("crop_seconds", crop_seconds, crop_seconds > 0, "> 0"),
-                  ("enroll_seconds", enroll_seconds, enroll_seconds > 0, "> 0"),
-                  ("batch_size", batch_size, batch_size >= 1, ">= 1"),
-                  ("num_workers", num_workers, num_workers >= 0, ">= 0"),
-                  ("mixtures_per_epoch", mixtures_per_epoch, mixtures_per_epoch >= 1, ">= 1"),
-                  ("val_mixtures", val_mixtures, val_mixtures >= 2, ">= 2"),
-                  ("test_mixtures", test_mixtures, test_mixtures >= 2, ">= 2")]
-        for key, value, ok, want in checks:
-            if not ok:
-                raise ValueError(f"data.{key} must be {want}, got {value}")
+        check_hparams([("data.sample_rate", sample_rate, int(sample_rate) > 0, "a positive integer (Hz)"),
+                       ("data.crop_seconds", crop_seconds, crop_seconds > 0, "> 0"),
+                       ("data.enroll_seconds", enroll_seconds, enroll_seconds > 0, "> 0"),
+                       ("data.batch_size", batch_size, batch_size >= 1, ">= 1"),
+                       ("data.num_workers", num_workers, num_workers >= 0, ">= 0"),
+                       ("data.mixtures_per_epoch", mixtures_per_epoch, mixtures_per_epoch >= 1, ">= 1"),
+                       ("data.val_mixtures", val_mixtures, val_mixtures >= 2, ">= 2"),
+                       ("data.test_mixtures", test_mixtures, test_mixtures >= 2, ">= 2"),
+                       *(("data." + k, v, ok, w) for k, v, ok, w in split_fraction_checks(val_fraction, test_fraction))])
+        self.split_seed, self.overfit_batches = int(split_seed), 0
         self.root, self.cache_dir = root, cache_dir
         self.sample_rate = int(sample_rate)
         self.n_samples = int(round(crop_seconds * sample_rate))
@@ -490,12 +489,6 @@ class TSEDataModule(L.LightningDataModule):
         self.sim_cfg = _merge(DEFAULTS, _plain(simulation))
         if self.sim_cfg["reverb"]["target"] not in ("early", "dry", "reverberant"):
             raise ValueError(f"data.simulation.reverb.target must be early|dry|reverberant, got {self.sim_cfg['reverb']['target']!r}")
-        self.cache_path: Path | None = None
-        self.splits: dict[str, list[str]] = {}
-        self.train_set: _TrainMixtures | None = None
-        self.val_set: _FixedMixtures | None = None
-        self.test_set: _FixedMixtures | None = None
-        self.train_sampler: EpochSampler | None = None
 
     # ---- preparation
     def _root(self) -> Path:
@@ -509,11 +502,9 @@ class TSEDataModule(L.LightningDataModule):
         return r
 
     def _prepare(self, progress: bool) -> Path:
-        return prepare_codec(self._root(), self.cache_dir, sample_rate=self.sample_rate, on_bad_file=self.hparams.on_bad_file,
-                             dtype=self.hparams.storage_dtype, progress=progress)
-
-    def prepare_data(self) -> None:
-        self.cache_path = self._prepare(progress=True)
+        return prepare_audio_cache(self._root(), self.cache_dir, sample_rate=self.sample_rate,
+                                   on_bad_file=self.hparams.on_bad_file, dtype=self.hparams.storage_dtype,
+                                   progress=progress, root_hint=ROOT_HINT)
 
     def _rirs(self, split: str) -> RIRBank | None:
         rv = self.sim_cfg["reverb"]
@@ -528,9 +519,7 @@ class TSEDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        if self.cache_path is None:
-            self.cache_path = self._prepare(progress=False)
-        cache_manifest = json.loads((self.cache_path / "manifest.json").read_text())
+        cache_manifest = self._cache_manifest()
         corpus_path = self._root() / "manifest.json"
         corpus = json.loads(corpus_path.read_text()) if corpus_path.is_file() else None
         index = SpeakerIndex(cache_manifest, corpus, self.sample_rate)
@@ -586,20 +575,12 @@ class TSEDataModule(L.LightningDataModule):
             atomic_write_bytes(path, data)
 
     # ---- loaders
-    def _loader(self, ds: Dataset | None, sampler=None) -> DataLoader:
+    def _loader(self, ds: Dataset | None, *, shuffle: bool = False, sampler=None) -> DataLoader:
         if ds is None:
             raise RuntimeError("TSEDataModule.setup() must run before requesting a dataloader")
+        # rows come from collate_queries (B mixtures x Q queries); the training order is the EpochSampler's
         return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, shuffle=False, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, collate_fn=collate_queries, drop_last=False)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.train_sampler)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set)
 
     def probe_batch(self, n: int = 4) -> dict[str, Any]:
         """The first ``ceil(n / 3)`` validation mixtures, all three rows each (TP, enrollment swap, TA)."""

@@ -22,10 +22,7 @@ A markdown summary goes to stdout, progress to stderr.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import gc
-import json
 import math
 import sys
 from dataclasses import asdict, dataclass, field
@@ -35,16 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from audiolab.bench.common import (
-    PeakMemory,
-    device_description,
-    environment,
-    package_version,
-    resolve_device,
-    time_fn,
-    time_interleaved,
-    utc_now,
-)
+from audiolab.bench import common
 from audiolab.dsp import FilteredNoise, HarmonicSynth
 from audiolab.losses.spectral import MultiScaleSpectralLoss, auraloss_equivalent
 
@@ -61,10 +49,7 @@ SYNTH_HARMONICS, SYNTH_NOISE_BANDS = 60, 65
 
 
 @dataclass
-class Settings:
-    device: str = "cpu"
-    quick: bool = False
-    seed: int = 0
+class Settings(common.BenchSettings):
     threads: int | None = None
     sections: list[str] = field(default_factory=lambda: list(SECTIONS))
     # train_step
@@ -175,16 +160,6 @@ def _frames(seconds: float, frame_rate: int) -> int:
     return n
 
 
-def _log(msg: str) -> None:
-    print(f"[bench ddsp] {msg}", file=sys.stderr, flush=True)
-
-
-def _free(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 # --------------------------------------------------------------------------------------------- 1/2 train step
 def _train_step_case(cfg: dict, batch: int, seconds: float, device: torch.device, warmup: int, repeats: int,
                      seed: int, autocast_dtype: torch.dtype | None = None) -> dict:
@@ -224,11 +199,11 @@ def _train_step_case(cfg: dict, batch: int, seconds: float, device: torch.device
         opt.step()
         return loss
 
-    with PeakMemory(device) as mem:
+    with common.PeakMemory(device) as mem:
         first_loss = float(step().detach())  # first step (counted in the warmup), checks the step is sane
         if not math.isfinite(first_loss):
             raise RuntimeError(f"non-finite loss {first_loss} in the first training step")
-        timing = time_fn(step, device, warmup=max(0, warmup - 1), repeats=repeats)
+        timing = common.time_fn(step, device, warmup=max(0, warmup - 1), repeats=repeats)
     timing["warmup"] = max(1, warmup)
     med_s = timing["median_ms"] / 1e3
     audio_s = batch * n_samples / sr
@@ -249,7 +224,7 @@ def _train_step_case(cfg: dict, batch: int, seconds: float, device: torch.device
         "reverb": bool(cfg["net"].get("reverb", False)),
         "decoder": cfg["decoder"],
     }
-    return result  # model, optimizer and tensors are released on return; callers then call _free()
+    return result  # model, optimizer and tensors are released on return; callers then call free_memory()
 
 
 def bench_train_step(s: Settings, device: torch.device, configs: dict[str, dict]) -> dict:
@@ -266,10 +241,10 @@ def bench_train_step(s: Settings, device: torch.device, configs: dict[str, dict]
         "backbones": {},
     }
     for b in s.backbones:
-        _log(f"train_step {b}: B={s.batch_size} x {s.example_seconds} s, warmup {s.warmup}, repeats {s.repeats}")
+        common.log("ddsp", f"train_step {b}: B={s.batch_size} x {s.example_seconds} s, warmup {s.warmup}, repeats {s.repeats}")
         out["backbones"][b] = _train_step_case(configs[b], s.batch_size, s.example_seconds, device, s.warmup,
                                                s.repeats, s.seed)
-        _free(device)
+        common.free_memory(device)
     return out
 
 
@@ -289,7 +264,7 @@ def bench_bf16(s: Settings, device: torch.device, configs: dict[str, dict]) -> d
             continue
         row: dict = {}
         for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-            _log(f"bf16 section {b} {name}: B={s.bf16_batch_size} x {s.bf16_example_seconds} s")
+            common.log("ddsp", f"bf16 section {b} {name}: B={s.bf16_batch_size} x {s.bf16_example_seconds} s")
             try:
                 r = _train_step_case(configs[b], s.bf16_batch_size, s.bf16_example_seconds, device, s.warmup,
                                      s.repeats, s.seed, autocast_dtype=dtype)
@@ -297,7 +272,7 @@ def bench_bf16(s: Settings, device: torch.device, configs: dict[str, dict]) -> d
                                                "first_loss", "peak_memory", "timing")}
             except (RuntimeError, NotImplementedError) as e:  # e.g. an op without a bf16 kernel
                 row[name] = {"error": f"{type(e).__name__}: {e}"}
-            _free(device)
+            common.free_memory(device)
         if "ms_per_step" in row.get("fp32", {}) and "ms_per_step" in row.get("bf16", {}):
             row["speedup_vs_fp32"] = row["fp32"]["ms_per_step"] / row["bf16"]["ms_per_step"]
         out["backbones"][b] = row
@@ -333,9 +308,9 @@ def bench_synth_render(s: Settings, device: torch.device, sample_rate: int, fram
         def render(f0=f0, amp=amp, dist=dist, mags=mags, n=n) -> Tensor:
             return harm(f0, amp, dist, n) + noise(mags, n)
 
-        _log(f"synth_render {seconds} s: warmup {s.synth_warmup}, repeats {s.synth_repeats}")
-        with torch.inference_mode(), PeakMemory(device) as mem:
-            timing = time_fn(render, device, warmup=s.synth_warmup, repeats=s.synth_repeats)
+        common.log("ddsp", f"synth_render {seconds} s: warmup {s.synth_warmup}, repeats {s.synth_repeats}")
+        with torch.inference_mode(), common.PeakMemory(device) as mem:
+            timing = common.time_fn(render, device, warmup=s.synth_warmup, repeats=s.synth_repeats)
         audio_s = n / sample_rate
         out["renders"][f"{audio_s:g}s"] = {
             "audio_seconds": audio_s,
@@ -346,7 +321,7 @@ def bench_synth_render(s: Settings, device: torch.device, sample_rate: int, fram
             "timing": timing,
         }
         del f0, amp, dist, mags, render
-        _free(device)
+        common.free_memory(device)
     return out
 
 
@@ -388,10 +363,10 @@ def bench_spectral_loss(s: Settings, device: torch.device) -> dict:
 
         return run
 
-    _log(f"spectral_loss_vs_auraloss: B={shape[0]}, T={shape[1]}, warmup {s.loss_warmup}, repeats {s.loss_repeats}")
-    t = time_interleaved({"ours": fwd_bwd(ours_loss), "auraloss": fwd_bwd(aura_loss)}, device,
+    common.log("ddsp", f"spectral_loss_vs_auraloss: B={shape[0]}, T={shape[1]}, warmup {s.loss_warmup}, repeats {s.loss_repeats}")
+    t = common.time_interleaved({"ours": fwd_bwd(ours_loss), "auraloss": fwd_bwd(aura_loss)}, device,
                          warmup=s.loss_warmup, repeats=s.loss_repeats)
-    version = package_version("auraloss") or "unknown"
+    version = common.package_version("auraloss") or "unknown"
     return {
         "peer": f"auraloss.freq.MultiResolutionSTFTLoss {version}",
         "batch_size": shape[0],
@@ -468,7 +443,7 @@ def run(s: Settings) -> dict:
     """Run the selected sections; returns the JSON-able result (sections not run say ``skipped``)."""
     if s.threads:
         torch.set_num_threads(int(s.threads))
-    device = resolve_device(s.device)
+    device = common.resolve_device(s.device)
     bad = [b for b in s.backbones if b not in BACKBONES]
     if bad:
         raise SystemExit(f"unknown backbone(s) {bad}; choose from {list(BACKBONES)}")
@@ -481,11 +456,8 @@ def run(s: Settings) -> dict:
     configs = experiment_model_configs(needed)
     any_cfg = next(iter(configs.values()))
     result: dict = {
-        "benchmark": "ddsp",
-        "schema_version": SCHEMA_VERSION,
-        "date": utc_now(),
-        "device": device_description(device),
-        "environment": {**environment(device), "auraloss": package_version("auraloss")},
+        **common.result_header("ddsp", SCHEMA_VERSION, device),
+        "environment": {**common.environment(device), "auraloss": common.package_version("auraloss")},
         "settings": {**asdict(s), "model_configs": configs},
     }
     for name in SECTIONS:
@@ -501,19 +473,11 @@ def run(s: Settings) -> dict:
     return result
 
 
-def _csv(x: str) -> list[str]:
-    return [v.strip() for v in x.split(",") if v.strip()]
-
-
 def parse_args(argv: list[str] | None) -> tuple[Settings, Path]:
-    p = argparse.ArgumentParser(prog="python -m audiolab.bench ddsp", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny sizes and repetition counts (smoke run)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"JSON output path (default {DEFAULT_OUT})")
+    p = common.base_parser("ddsp", __doc__.split("\n\n")[0], DEFAULT_OUT, "tiny sizes and repetition counts (smoke run)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave torch's default)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--sections", type=_csv, default=None, help=f"comma list of {','.join(SECTIONS)} (default all)")
-    p.add_argument("--backbones", type=_csv, default=None, help=f"comma list of {','.join(BACKBONES)}")
+    p.add_argument("--sections", type=common.csv_list, default=None, help=f"comma list of {','.join(SECTIONS)} (default all)")
+    p.add_argument("--backbones", type=common.csv_list, default=None, help=f"comma list of {','.join(BACKBONES)}")
     p.add_argument("--batch-size", type=int, default=None, help="train_step batch size")
     p.add_argument("--seconds", type=float, default=None, help="train_step example length in seconds")
     p.add_argument("--warmup", type=int, default=None, help="train_step / bf16 warmup steps")
@@ -521,7 +485,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path]:
     p.add_argument("--force-bf16", action="store_true", help="run the bf16 section on CPU too (autocast cpu)")
     p.add_argument("--bf16-batch-size", type=int, default=None)
     p.add_argument("--bf16-seconds", type=float, default=None)
-    p.add_argument("--synth-seconds", type=lambda x: [float(v) for v in _csv(x)], default=None,
+    p.add_argument("--synth-seconds", type=lambda x: common.csv_list(x, float), default=None,
                    help="comma list of render lengths in seconds (default 4,60)")
     p.add_argument("--synth-warmup", type=int, default=None)
     p.add_argument("--synth-repeats", type=int, default=None)
@@ -540,19 +504,13 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path]:
         "loss_batch_size": a.loss_batch_size, "loss_samples": a.loss_samples,
         "loss_warmup": a.loss_warmup, "loss_repeats": a.loss_repeats,
     }  # fmt: skip
-    for k, v in overrides.items():
-        if v is not None:
-            setattr(s, k, v)
-    return s, Path(a.out)
+    return common.apply_overrides(s, overrides), Path(a.out)
 
 
 def main(argv: list[str] | None = None) -> int:
     s, out = parse_args(argv)
     result = run(s)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(markdown(result))
-    print(f"JSON: {out}")
+    common.write_result(result, out, markdown)
     sl = result["spectral_loss_vs_auraloss"]
     if "values_match" in sl and not sl["values_match"]:
         print(f"FAIL: spectral loss differs from auraloss by {sl['abs_diff']:.3e} (rel {sl['rel_diff']:.3e}) "

@@ -1,6 +1,9 @@
-"""Codec data: a folder of mixed audio (speech, music, ...) prepared once, then random fixed-length crops.
+"""Crops over a folder of audio (speech, music, drums, ...): prepared once, then random fixed-length crops.
 
-Preparation (:func:`prepare_codec`, cached and content-addressed like the DDSP family): every audio file under
+Family-neutral: the codec trains on it (:class:`audiolab.models.codec.data.CodecDataModule`), and any family that
+learns from fixed-length excerpts of a folder of audio can use :class:`AudioCropDataModule` as is.
+
+Preparation (:func:`prepare_audio_cache`, cached and content-addressed): every audio file under
 ``root`` (recursive) is loaded with :func:`audiolab.audio.io.load_audio` (mono downmix, resampled to
 ``sample_rate``), optionally loudness-normalised per file (``normalize="loudness"``: ITU-R BS.1770 integrated
 loudness with pyloudnorm to ``target_lufs``, then scaled down if the peak exceeds 1 — DAC's
@@ -8,7 +11,7 @@ loudness with pyloudnorm to ``target_lufs``, then scaled down if the peak exceed
 concatenated array ``audio.npy`` (float16 by default, memory-mapped by the datasets) with per-file offsets in
 ``manifest.json``.
 
-Split (:func:`split_by_category`): by source file (or by sub-folder, ``split_by="folder_subfolder"``) with a seeded
+Split (:func:`audiolab.data.splits.split_by_category`): by source file (or by sub-folder, ``split_by="folder_subfolder"``) with a seeded
 shuffle *within each category* (category = first-level folder under ``root``, e.g. ``speech`` / ``music``), so
 every category with >= 3 groups appears in train, val and test, and no crop of a val/test file is ever trained on.
 
@@ -38,15 +41,13 @@ import json
 import os
 import shutil
 import warnings
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import Dataset, Sampler
 
 from audiolab.audio.io import AudioLoadError, audio_files, load_audio
 from audiolab.data.cache import (
@@ -55,15 +56,17 @@ from audiolab.data.cache import (
     atomic_write_json,
     completed_manifest,
     content_hash,
+    skip_bad_file,
 )
-from audiolab.data.ddsp import split_sources
+from audiolab.data.module import CachedSplitDataModule, check_hparams, split_fraction_checks
+from audiolab.data.splits import SPLIT_BY, category_of, split_by_category
 
 __all__ = [
-    "CODEC_VERSION",
+    "CACHE_VERSION",
+    "ROOT_HINT",
     "MAX_CROP_TRIES",
-    "prepare_codec",
+    "prepare_audio_cache",
     "loudness_normalize",
-    "split_by_category",
     "RandomCropDataset",
     "FixedCropDataset",
     "EpochSampler",
@@ -71,12 +74,15 @@ __all__ = [
 ]
 
 #: Bumped whenever the cached format or computation changes (part of the cache key).
-CODEC_VERSION = 1
+CACHE_VERSION = 1
+#: The ``family`` entry of the cache key and manifest. The caches were first built for the codec; the value is
+#: kept so that existing caches stay valid (the cached audio does not depend on the family that reads it).
+_CACHE_FAMILY = "codec"
 #: Draws per crop before the loudest draw is accepted (train and val/test).
 MAX_CROP_TRIES = 10
-ROOT_HINT = "run `make data` (builds data/codec_corpus) or set data.root=/path/to/audio"
+#: Default second half of the missing-root error; a family's datamodule names how to build its own data.
+ROOT_HINT = "set data.root=/path/to/a/folder/of/audio"
 _NORMALIZE = ("none", "loudness")
-_SPLIT_BY = ("folder_file", "folder_subfolder")
 _ON_BAD_FILE = ("error", "skip")
 _DTYPES = ("float16", "float32")
 #: pyloudnorm's gating block (s): shorter signals have no integrated loudness.
@@ -86,25 +92,11 @@ _LOUDNESS_BLOCK_S = 0.4
 # -- preparation ---------------------------------------------------------------------------------------------
 def _params(sample_rate: int, normalize: str, target_lufs: float, dtype: str) -> dict[str, Any]:
     """Everything that changes the cached audio (the cache key's parameter part)."""
-    p: dict[str, Any] = {"family": "codec", "version": CODEC_VERSION, "sample_rate": int(sample_rate),
+    p: dict[str, Any] = {"family": _CACHE_FAMILY, "version": CACHE_VERSION, "sample_rate": int(sample_rate),
                          "normalize": normalize, "dtype": dtype, "downmix": "mean", "resampler": "torchaudio"}
     if normalize == "loudness":
         p["target_lufs"] = float(target_lufs)
     return p
-
-
-def category_of(rel: str) -> str:
-    """Category of a file from its posix path relative to the root: the first-level folder (``"."`` if none)."""
-    parts = rel.split("/")
-    return parts[0] if len(parts) > 1 else "."
-
-
-def _group_of(rel: str, split_by: str) -> str:
-    """Split group of a file: the file itself, or (``folder_subfolder``) its second-level folder."""
-    parts = rel.split("/")
-    if split_by == "folder_subfolder" and len(parts) > 2:
-        return "/".join(parts[:2])
-    return rel
 
 
 def loudness_normalize(audio: np.ndarray, sample_rate: int, target_lufs: float) -> tuple[np.ndarray, float | None, float]:
@@ -140,14 +132,14 @@ def loudness_normalize(audio: np.ndarray, sample_rate: int, target_lufs: float) 
     return y.astype(np.float32), lufs, gain_db
 
 
-def _root_or_hint(root: str | os.PathLike) -> Path:
+def _root_or_hint(root: str | os.PathLike, hint: str) -> Path:
     r = Path(root).expanduser()
     if not r.exists():
-        raise FileNotFoundError(f"codec data root {str(r)!r} does not exist: {ROOT_HINT}")
+        raise FileNotFoundError(f"data root {str(r)!r} does not exist: {hint}")
     return r
 
 
-def prepare_codec(
+def prepare_audio_cache(
     root: str | os.PathLike,
     cache_dir: str | os.PathLike,
     *,
@@ -157,6 +149,7 @@ def prepare_codec(
     on_bad_file: str = "error",
     dtype: str = "float16",
     progress: bool = True,
+    root_hint: str = ROOT_HINT,
 ) -> Path:
     """Resample (and optionally loudness-normalise) every audio file under ``root`` into one cached array.
 
@@ -179,12 +172,13 @@ def prepare_codec(
             it in ``manifest["skipped"]``.
         dtype: storage type of the cached audio, ``"float16"`` (half the memory; ~66 dB SNR) or ``"float32"``.
         progress: tqdm bar over the files.
+        root_hint: how to get the data, appended to the missing-root / no-audio errors.
 
     Returns:
         The cache folder (``manifest.json`` + ``audio.npy``).
 
     Raises:
-        FileNotFoundError: ``root`` does not exist (the message says how to build the default corpus).
+        FileNotFoundError: ``root`` does not exist (the message ends with ``root_hint``).
         ValueError: bad parameter (names the key), no audio under ``root``, or every file is bad.
         AudioLoadError: a bad file with ``on_bad_file="error"``.
     """
@@ -196,11 +190,11 @@ def prepare_codec(
         raise ValueError(f"on_bad_file must be one of {_ON_BAD_FILE}, got {on_bad_file!r}")
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
-    r = _root_or_hint(root)
+    r = _root_or_hint(root, root_hint)
     try:
         files = audio_files(r)
     except ValueError as exc:
-        raise ValueError(f"{exc}: {ROOT_HINT}") from exc
+        raise ValueError(f"{exc}: {root_hint}") from exc
     base = r if r.is_dir() else r.parent
     params = _params(sample_rate, normalize, target_lufs, dtype)
     out = Path(cache_dir).expanduser() / content_hash(files, params, root=base)
@@ -214,7 +208,7 @@ def prepare_codec(
     parts.mkdir(parents=True, exist_ok=True)
     sources: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    for i, path in enumerate(tqdm(files, desc="prepare codec", unit="file", disable=not progress,
+    for i, path in enumerate(tqdm(files, desc="prepare audio", unit="file", disable=not progress,
                                   dynamic_ncols=True)):
         rel = path.resolve().relative_to(base.resolve()).as_posix() if r.is_dir() else path.name
         part = parts / f"{i:06d}.npz"  # the file list is part of the cache key: indices are stable
@@ -225,10 +219,7 @@ def prepare_codec(
             try:
                 audio = load_audio(path, int(sample_rate)).numpy()
             except AudioLoadError as exc:
-                if on_bad_file == "error":
-                    raise
-                warnings.warn(f"skipping bad audio file {path}: {exc}", stacklevel=2)
-                skipped.append({"file": rel, "path": str(path), "reason": str(exc)})
+                skip_bad_file(exc, path, rel, on_bad_file, skipped)
                 continue
             lufs, gain_db = None, 0.0
             if normalize == "loudness":
@@ -251,7 +242,7 @@ def prepare_codec(
         offset += s["n_samples"]
     _concatenate(out / "audio.npy", [parts / s.pop("part") for s in sources], offset, dtype)
     manifest = {
-        "family": "codec",
+        "family": _CACHE_FAMILY,
         "root": str(r),
         "params": params,
         "n_sources": len(sources),
@@ -292,47 +283,6 @@ def _concatenate(dest: Path, parts: Sequence[Path], n_total: int, dtype: str) ->
         if tmp.exists():
             tmp.unlink()
         raise
-
-
-# -- split -----------------------------------------------------------------------------------------------------
-def split_by_category(
-    files: Sequence[str], val_fraction: float, test_fraction: float, seed: int, split_by: str = "folder_file"
-) -> dict[str, list[str]]:
-    """Deterministic train/val/test split of ``files`` (posix paths relative to the root), per category.
-
-    Files are grouped (``folder_file``: one group per file; ``folder_subfolder``: one group per second-level
-    folder, e.g. one speaker / voice / instrument) and the groups of each category are split with
-    :func:`audiolab.data.ddsp.split_sources` (seeded permutation; ``max(1, round(n * fraction))`` val and test
-    groups when the category has >= 3 groups, so every such category is in every split). The seed of a
-    category is ``seed + crc32(category)``: adding a category does not reshuffle the others. A category with
-    a single group goes to train only (warning); with two groups: 1 train, 1 val, test = val (warning).
-
-    Returns:
-        ``{"train": [...], "val": [...], "test": [...]}`` sorted file lists (val and test may share files only
-        in the two-group case).
-    """
-    if split_by not in _SPLIT_BY:
-        raise ValueError(f"split_by must be one of {_SPLIT_BY}, got {split_by!r}")
-    by_cat: dict[str, dict[str, list[str]]] = {}
-    for f in files:
-        by_cat.setdefault(category_of(f), {}).setdefault(_group_of(f, split_by), []).append(f)
-    out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-    for cat in sorted(by_cat):
-        groups = by_cat[cat]
-        if len(groups) == 1:
-            warnings.warn(f"category {cat!r} has a single split group ({next(iter(groups))!r}): train only",
-                          stacklevel=2)
-            out["train"].extend(next(iter(groups.values())))
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parts = split_sources(sorted(groups), val_fraction, test_fraction, seed + zlib.crc32(cat.encode()))
-        if len(groups) == 2:
-            warnings.warn(f"category {cat!r} has only 2 split groups: 1 train, 1 val, and test reuses the val group",
-                          stacklevel=2)
-        for key, names in parts.items():
-            out[key].extend(f for g in names for f in groups[g])
-    return {k: sorted(v) for k, v in out.items()}
 
 
 # -- datasets --------------------------------------------------------------------------------------------------
@@ -486,11 +436,11 @@ class EpochSampler(Sampler[int]):
 
 
 # -- datamodule ------------------------------------------------------------------------------------------------
-class AudioCropDataModule(L.LightningDataModule):
-    """Lightning datamodule of fixed-length crops from a folder of mixed audio (codec training).
+class AudioCropDataModule(CachedSplitDataModule):
+    """Lightning datamodule of fixed-length crops from a folder of mixed audio.
 
-    ``prepare_data`` builds/reuses the cache (:func:`prepare_codec`); ``setup`` drops files shorter than one crop
-    (warning; listed in the split manifest), splits by category and file (:func:`split_by_category`), writes
+    ``prepare_data`` builds/reuses the cache (:func:`prepare_audio_cache`); ``setup`` drops files shorter than one crop
+    (warning; listed in the split manifest), splits by category and file (:func:`audiolab.data.splits.split_by_category`), writes
     ``splits/<key>.json`` in the cache folder (per-file split, too-short files, parameters) and builds the
     datasets: train :class:`RandomCropDataset` driven by :class:`EpochSampler`; val/test
     :class:`FixedCropDataset` (``val_crops_per_file`` crops per file). ``split_seed`` seeds both the split and
@@ -498,7 +448,10 @@ class AudioCropDataModule(L.LightningDataModule):
     ``batch_size * overfit_batches`` epoch-0 training crops, frozen.
 
     Batches: ``{"audio": float32 [B, T], "source": list[str]}`` with ``T = round(crop_seconds * sample_rate)``.
+    A subclass sets :attr:`root_hint` to say how its data is built (shown when ``root`` is missing).
     """
+
+    root_hint: str = ROOT_HINT
 
     def __init__(
         self,
@@ -523,7 +476,7 @@ class AudioCropDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        checks = [
+        check_hparams([
             ("sample_rate", sample_rate, int(sample_rate) > 0, "a positive integer (Hz)"),
             ("crop_seconds", crop_seconds, crop_seconds > 0 and round(crop_seconds * sample_rate) >= 1, "> 0"),
             ("batch_size", batch_size, batch_size >= 1, ">= 1"),
@@ -531,18 +484,9 @@ class AudioCropDataModule(L.LightningDataModule):
             ("crops_per_epoch", crops_per_epoch, crops_per_epoch is None or crops_per_epoch >= 1, "null or >= 1"),
             ("val_crops_per_file", val_crops_per_file, val_crops_per_file >= 1, ">= 1"),
             ("overfit_batches", overfit_batches, overfit_batches >= 0, ">= 0"),
-            ("val_fraction", val_fraction, 0.0 <= val_fraction < 1.0, "in [0, 1)"),
-            ("test_fraction", test_fraction, 0.0 <= test_fraction < 1.0, "in [0, 1)"),
-        ]
-        for key, value, ok, want in checks:
-            if not ok:
-                raise ValueError(f"{key} must be {want}, got {value}")
-        if val_fraction + test_fraction >= 1.0:
-            raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
-        for key, value, allowed in (("split_by", split_by, _SPLIT_BY), ("normalize", normalize, _NORMALIZE),
-                                    ("on_bad_file", on_bad_file, _ON_BAD_FILE), ("storage_dtype", storage_dtype, _DTYPES)):
-            if value not in allowed:
-                raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
+            *split_fraction_checks(val_fraction, test_fraction),
+        ], [("split_by", split_by, SPLIT_BY), ("normalize", normalize, _NORMALIZE),
+            ("on_bad_file", on_bad_file, _ON_BAD_FILE), ("storage_dtype", storage_dtype, _DTYPES)])
         self.root = root
         self.cache_dir = cache_dir
         self.sample_rate = int(sample_rate)
@@ -561,13 +505,7 @@ class AudioCropDataModule(L.LightningDataModule):
         self.on_bad_file = on_bad_file
         self.overfit_batches = int(overfit_batches)
         self.storage_dtype = storage_dtype
-        self.cache_path: Path | None = None
-        self.splits: dict[str, list[str]] = {}
         self.too_short: list[str] = []
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: Dataset | None = None
-        self.train_sampler: EpochSampler | None = None
         self.split_manifest_path: Path | None = None
 
     @property
@@ -576,21 +514,15 @@ class AudioCropDataModule(L.LightningDataModule):
         return int(round(self.crop_seconds * self.sample_rate))
 
     def _prepare(self, progress: bool) -> Path:
-        return prepare_codec(self.root, self.cache_dir, sample_rate=self.sample_rate, normalize=self.normalize,
-                             target_lufs=self.target_lufs, on_bad_file=self.on_bad_file, dtype=self.storage_dtype,
-                             progress=progress)
-
-    def prepare_data(self) -> None:
-        """Build or reuse the cache (Lightning calls this on local rank 0 only)."""
-        self.cache_path = self._prepare(progress=True)
+        return prepare_audio_cache(self.root, self.cache_dir, sample_rate=self.sample_rate, normalize=self.normalize,
+                                   target_lufs=self.target_lufs, on_bad_file=self.on_bad_file,
+                                   dtype=self.storage_dtype, progress=progress, root_hint=self.root_hint)
 
     def setup(self, stage: str | None = None) -> None:
         """Split the files and build the datasets (idempotent)."""
         if self.train_set is not None:
             return
-        if self.cache_path is None:  # other ranks, or setup() called directly: the cache lookup is cheap
-            self.cache_path = self._prepare(progress=False)
-        manifest = json.loads((self.cache_path / "manifest.json").read_text())
+        manifest = self._cache_manifest()
         T = self.n_samples
         entries = manifest["sources"]
         self.too_short = [e["file"] for e in entries if e["n_samples"] < T]
@@ -648,29 +580,3 @@ class AudioCropDataModule(L.LightningDataModule):
         if not path.is_file() or path.read_bytes() != data:
             atomic_write_bytes(path, data)
         self.split_manifest_path = path
-
-    def _loader(self, ds: Dataset | None, sampler: Sampler | None = None) -> DataLoader:
-        if ds is None:
-            raise RuntimeError("AudioCropDataModule.setup() must run before requesting a dataloader")
-        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, shuffle=False, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
-                          drop_last=False)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.train_sampler if self.overfit_batches == 0 else None)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set)
-
-    def probe_batch(self, n: int = 4) -> dict[str, Any]:
-        """The first ``n`` validation crops (fixed; categories interleaved): ``{"audio": [n, T], "source": [str]}``."""
-        if self.val_set is None:
-            self.setup("fit")
-        assert self.val_set is not None
-        k = min(int(n), len(self.val_set))
-        if k == 0:
-            raise ValueError("probe_batch: the validation split has no crops")
-        return default_collate([self.val_set[i] for i in range(k)])

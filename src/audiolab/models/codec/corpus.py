@@ -22,7 +22,7 @@ Sources (``sources=`` selects a subset, comma-separated; default all):
   beep/tone prompts are left out), one professional US English female voice. Prompts in sub-folders are
   flattened (``digits/1.g722`` -> ``digits__1.wav``).
 - ``fluidsynth``: :data:`PHRASES_PER_KIND` phrases of 8-10 s for each of piano (GM 0), guitar (24), violin (40),
-  cello (42), flute (73) (monophonic legato melodies composed by :func:`audiolab.assets.ddsp_demo.render.compose`)
+  cello (42), flute (73) (monophonic legato melodies composed by :func:`audiolab.audio.midi.compose`)
   and a polyphonic piano chord progression, rendered with reverb and chorus off at 24 kHz.
 - ``sonicpi``: ``loop_*``, ``ambi_*`` and ``guit_*`` samples, copied unchanged (file names kept).
 
@@ -47,7 +47,20 @@ import numpy as np
 import soundfile as sf
 
 from audiolab.audio.io import AUDIO_EXTENSIONS, save_audio
+from audiolab.audio.midi import (
+    FLUTE,
+    MAJOR,
+    VIOLIN,
+    InstrumentSpec,
+    Note,
+    compose,
+    render_wav,
+    save_midi_events,
+    to_mono_trimmed,
+    write_midi,
+)
 from audiolab.data.cache import atomic_write_bytes, atomic_write_json
+from audiolab.data.cli import NULLS, boolean, comma_list, optional, parse_key_values
 
 __all__ = [
     "SOURCES",
@@ -265,8 +278,6 @@ def _plan_asterisk(max_per_source: int | None, asterisk_dir: Path = ASTERISK_DIR
 
 
 def _midi_kinds():
-    from audiolab.assets.ddsp_demo.render import FLUTE, VIOLIN, InstrumentSpec
-
     piano = InstrumentSpec("piano", 0, low=48, high=84, core_low=55, core_high=79, scale_root=0)
     guitar = InstrumentSpec("guitar", 24, low=40, high=76, core_low=45, core_high=69, scale_root=4)
     cello = InstrumentSpec("cello", 42, low=36, high=72, core_low=41, core_high=64, scale_root=2)
@@ -275,7 +286,6 @@ def _midi_kinds():
 
 # Diatonic chord progressions (scale degrees, 0-based) for the polyphonic piano phrases.
 _PROGRESSIONS = ((0, 5, 3, 4), (0, 3, 4, 0), (5, 3, 0, 4), (0, 4, 5, 3), (1, 4, 0, 0), (0, 2, 3, 4))
-_MAJOR = (0, 2, 4, 5, 7, 9, 11)
 
 
 def compose_chords(seconds: float, seed: int) -> list:
@@ -283,10 +293,8 @@ def compose_chords(seconds: float, seed: int) -> list:
 
     Each bar (1.6-2.4 s) holds a close-position triad in the middle register, a bass note an octave below the
     root and a right-hand line of 2-4 chord/scale tones on top; velocities vary per bar and per note.
-    Returns a list of :class:`audiolab.assets.ddsp_demo.render.Note` (times in seconds).
+    Returns a list of :class:`audiolab.audio.midi.Note` (times in seconds).
     """
-    from audiolab.assets.ddsp_demo.render import Note
-
     rng = np.random.default_rng(seed)
     key = 48 + int(rng.integers(0, 12))
     prog = _PROGRESSIONS[int(rng.integers(len(_PROGRESSIONS)))]
@@ -295,7 +303,7 @@ def compose_chords(seconds: float, seed: int) -> list:
     t, i = 0.05, 0
     while t < seconds - 0.5:
         deg = prog[i % len(prog)]
-        triad = [key + 12 + _MAJOR[(deg + k) % 7] + 12 * ((deg + k) // 7) for k in (0, 2, 4)]
+        triad = [key + 12 + MAJOR[(deg + k) % 7] + 12 * ((deg + k) // 7) for k in (0, 2, 4)]
         end = min(t + bar, seconds)
         vel = int(rng.integers(55, 100))
         notes.append(Note(triad[0] - 12, round(t, 4), round(end, 4), min(127, vel + 10)))
@@ -315,7 +323,6 @@ def _write_poly_midi(notes: Sequence, program: int, path: Path) -> None:
     """One-track MIDI on channel 0 with ``program``, notes as given (overlaps allowed), no controller curves."""
     import mido
 
-    from audiolab.assets.ddsp_demo.render import save_midi_events
 
     events = []
     for n in notes:
@@ -326,8 +333,6 @@ def _write_poly_midi(notes: Sequence, program: int, path: Path) -> None:
 
 def _render_phrase(out: Path, kind: str, program: int, seconds: float, seed: int, soundfont: Path) -> None:
     """Compose (seeded), write MIDI, render with fluidsynth at 24 kHz, downmix, trim and save ``out`` (atomic)."""
-    from audiolab.assets.ddsp_demo.render import compose, render_wav, to_mono_trimmed, write_midi
-
     with tempfile.TemporaryDirectory() as tmp:
         midi = Path(tmp) / "phrase.mid"
         if kind == "piano_chords":
@@ -391,7 +396,7 @@ _SOURCE_DIRS = {"flite": [f"speech/flite_{v}" for v in FLITE_VOICES], "asterisk"
 
 ATTRIBUTION = """# Attribution — codec corpus
 
-Built by `python -m audiolab.prepare codec_corpus` (src/audiolab/data/codec_corpus.py) from Debian packages.
+Built by `python -m audiolab.prepare codec_corpus` (src/audiolab/models/codec/corpus.py) from Debian packages.
 Not redistributed with audiolab; rebuild it with `make data`.
 
 | folder | origin | licence |
@@ -515,34 +520,23 @@ def build_corpus(
 
 
 # -- CLI -------------------------------------------------------------------------------------------------------
+_CLI_KEYS: dict[str, Callable[[str], Any]] = {
+    "out_dir": str,
+    "max_per_source": optional(int, nulls=(*NULLS, "all")),
+    "sources": comma_list,
+    "seed": int,
+    "phrases_per_kind": int,
+    "progress": boolean,
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     """CLI: ``python -m audiolab.prepare codec_corpus [out_dir=data/codec_corpus] [max_per_source=N|none]
     [sources=flite,asterisk,fluidsynth,sonicpi] [seed=0] [phrases_per_kind=4] [progress=true]``."""
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
-    keys = ("out_dir", "max_per_source", "sources", "seed", "phrases_per_kind", "progress")
-    kwargs: dict[str, Any] = {}
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("-").replace("-", "_")
-        if not sep or key not in keys:
-            raise SystemExit(f"prepare codec_corpus: bad argument {arg!r} (key=value with keys: {', '.join(keys)})")
-        try:
-            if key == "max_per_source":
-                kwargs[key] = None if value.lower() in ("", "none", "null", "all") else int(value)
-            elif key in ("seed", "phrases_per_kind"):
-                kwargs[key] = int(value)
-            elif key == "sources":
-                kwargs[key] = tuple(s.strip() for s in value.split(",") if s.strip())
-            elif key == "progress":
-                if value.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-                    raise ValueError(f"expected a boolean, got {value!r}")
-                kwargs[key] = value.lower() in ("1", "true", "yes", "on")
-            else:
-                kwargs[key] = value
-        except ValueError as exc:
-            raise SystemExit(f"prepare codec_corpus: bad value for {key}: {exc}") from exc
+    kwargs = parse_key_values(args, _CLI_KEYS, recipe="codec_corpus")
     try:
         build_corpus(**kwargs)
     except CorpusError as exc:

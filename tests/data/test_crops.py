@@ -1,13 +1,12 @@
-"""Codec data: prepared cache, split by category and file, random/fixed crops, loudness, bad files, corpus smoke.
+"""Crop datamodule over a folder of audio: prepared cache, split by category and file, random/fixed crops,
+loudness, bad files.
 
-Synthetic audio only (written with soundfile at 16 kHz and 44.1 kHz, mono and stereo, in two category folders);
-the corpus builder is only exercised against flite when it is installed.
+Synthetic audio only (written with soundfile at 16 kHz and 44.1 kHz, mono and stereo, in two category folders).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 
@@ -16,9 +15,10 @@ import pytest
 import soundfile as sf
 import torch
 
-import audiolab.data.codec as codec
+import audiolab.data.crops as crops
 from audiolab.audio.io import AudioLoadError
-from audiolab.data.codec import AudioCropDataModule, EpochSampler, prepare_codec, split_by_category
+from audiolab.data.crops import AudioCropDataModule, EpochSampler, prepare_audio_cache
+from audiolab.data.splits import split_by_category
 
 SR = 8000  # datamodule rate in most tests: small arrays, fast resampling
 
@@ -61,7 +61,7 @@ def dm_for(root: Path, cache: Path, **kw) -> AudioCropDataModule:
 class CountingLoader:
     def __init__(self) -> None:
         self.calls = 0
-        self.real = codec.load_audio
+        self.real = crops.load_audio
 
     def __call__(self, *a, **kw):
         self.calls += 1
@@ -77,7 +77,7 @@ def corpus(tmp_path) -> tuple[Path, dict[str, float]]:
 def test_cache_reused_and_invalidated(corpus, tmp_path, monkeypatch):
     root, f0s = corpus
     counter = CountingLoader()
-    monkeypatch.setattr(codec, "load_audio", counter)
+    monkeypatch.setattr(crops, "load_audio", counter)
     dm1 = dm_for(root, tmp_path / "cache")
     assert counter.calls == len(f0s)
     manifest = json.loads((dm1.cache_path / "manifest.json").read_text())
@@ -113,24 +113,6 @@ def test_split_deterministic_disjoint_every_category(corpus, tmp_path):
     assert {d["source"] for d in dm.val_set} <= set(s["val"])
     split_manifest = json.loads(dm.split_manifest_path.read_text())
     assert {f["file"]: f["split"] for f in split_manifest["files"]}[s["val"][0]] == "val"
-
-
-def test_split_stratified_by_category_for_any_seed():
-    files = [f"speech/p{i:02d}.wav" for i in range(30)] + [f"music/m{i}.wav" for i in range(3)]
-    for seed in range(20):  # a global (unstratified) split would often leave music out of val or test
-        s = split_by_category(files, 0.1, 0.1, seed)
-        for key in ("train", "val", "test"):
-            assert {f.split("/")[0] for f in s[key]} == {"speech", "music"}, (seed, key)
-        assert sorted(s["train"] + s["val"] + s["test"]) == sorted(files)
-
-
-def test_split_by_subfolder_keeps_groups_together():
-    files = [f"speech/spk{g}/f{i}.wav" for g in range(4) for i in range(3)] + [f"music/m{i}.wav" for i in range(4)]
-    s = split_by_category(files, 0.25, 0.25, 0, split_by="folder_subfolder")
-    for key in ("train", "val", "test"):
-        spk = {f.split("/")[1] for f in s[key] if f.startswith("speech/")}
-        others = set().union(*({f.split("/")[1] for f in s[k] if f.startswith("speech/")} for k in s if k != key))
-        assert spk and not spk & others, key
 
 
 def test_crops_length_rate_and_frequency(corpus, tmp_path):
@@ -198,14 +180,14 @@ def test_bad_files_error_or_skip(corpus, tmp_path):
     with pytest.raises(AudioLoadError, match="broken.wav"):
         dm_for(root, tmp_path / "cache")
     with pytest.warns(UserWarning, match="broken.wav"):
-        path = prepare_codec(root, tmp_path / "cache", sample_rate=SR, on_bad_file="skip", progress=False)
+        path = prepare_audio_cache(root, tmp_path / "cache", sample_rate=SR, on_bad_file="skip", progress=False)
     manifest = json.loads((path / "manifest.json").read_text())
     assert [s["file"] for s in manifest["skipped"]] == ["music/broken.wav"]
     assert "broken.wav" not in {s["file"] for s in manifest["sources"]}
     dm = dm_for(root, tmp_path / "cache", on_bad_file="skip")
     assert "music/broken.wav" not in dm.splits["train"] + dm.splits["val"] + dm.splits["test"]
     with pytest.raises(AudioLoadError, match="broken.wav"):  # a cached skip still fails with on_bad_file=error
-        prepare_codec(root, tmp_path / "cache", sample_rate=SR, progress=False)
+        prepare_audio_cache(root, tmp_path / "cache", sample_rate=SR, progress=False)
 
 
 def test_too_short_file_skipped(corpus, tmp_path):
@@ -222,9 +204,9 @@ def test_too_short_file_skipped(corpus, tmp_path):
     assert {f["file"]: f["split"] for f in listed["files"]}["speech/short.wav"] == "too_short"
 
 
-def test_missing_root_mentions_make_data(tmp_path):
+def test_missing_root_names_the_key(tmp_path):
     dm = AudioCropDataModule(str(tmp_path / "nope"), str(tmp_path / "cache"))
-    with pytest.raises(FileNotFoundError, match="make data"):
+    with pytest.raises(FileNotFoundError, match=r"data root .*nope.* does not exist: set data.root="):
         dm.prepare_data()
 
 
@@ -239,7 +221,7 @@ def test_loudness_normalization_to_target(tmp_path):
             (root / cat).mkdir(parents=True, exist_ok=True)
             sf.write(str(root / cat / f"n{i}.wav"), x.astype(np.float32), 44100, subtype="FLOAT")
     sr = 16000
-    path = prepare_codec(root, tmp_path / "cache", sample_rate=sr, normalize="loudness", target_lufs=-20.0,
+    path = prepare_audio_cache(root, tmp_path / "cache", sample_rate=sr, normalize="loudness", target_lufs=-20.0,
                          progress=False)
     manifest = json.loads((path / "manifest.json").read_text())
     audio = np.load(path / "audio.npy").astype(np.float64)
@@ -254,7 +236,7 @@ def test_loudness_normalization_to_target(tmp_path):
 
 def test_loudness_peak_limited(tmp_path):
     x = np.sign(np.sin(np.linspace(0, 2000, 16000))).astype(np.float32) * 0.9  # square wave: loud, crest 1
-    y, lufs, gain = codec.loudness_normalize(x, 16000, target_lufs=0.0)
+    y, lufs, gain = crops.loudness_normalize(x, 16000, target_lufs=0.0)
     assert lufs is not None and np.abs(y).max() <= 1.0 + 1e-6 and gain < -lufs
 
 
@@ -273,30 +255,3 @@ def test_bad_hyperparameters_name_the_key(tmp_path):
                     ({"crop_seconds": 0.0}, "crop_seconds"), ({"on_bad_file": "ignore"}, "on_bad_file")):
         with pytest.raises(ValueError, match=key):
             AudioCropDataModule(str(tmp_path), str(tmp_path / "c"), **kw)
-
-
-@pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed (apt-get install flite)")
-def test_flite_smoke(tmp_path):
-    from audiolab.data.codec_corpus import render_flite
-
-    out = tmp_path / "one.wav"
-    render_flite("The quick brown fox jumps over the lazy dog.", "slt", out)
-    x, sr = sf.read(str(out), dtype="float32")
-    assert sr == 16000 and x.ndim == 1 and len(x) > sr  # > 1 s of speech
-    assert 10 * np.log10(np.mean(x**2)) > -40
-    assert not list(tmp_path.glob(".*.tmp*"))  # atomic write left no temp file
-
-
-def test_corpus_missing_tool_names_the_package(tmp_path, monkeypatch):
-    import audiolab.data.codec_corpus as cc
-
-    monkeypatch.setattr(cc.shutil, "which", lambda name: None)
-    with pytest.raises(cc.CorpusError, match=r"flite not found: apt-get install flite \(make data\)"):
-        cc.build_corpus(tmp_path / "out", sources=("flite",), progress=False)
-    monkeypatch.setattr(cc.shutil, "which", lambda name: f"/usr/bin/{name}")
-    with pytest.raises(cc.CorpusError, match="apt-get install fluid-soundfont-gm"):
-        cc._plan_fluidsynth(0, None, soundfont=tmp_path / "missing.sf2")
-    with pytest.raises(cc.CorpusError, match="apt-get install sonic-pi-samples"):
-        cc._plan_sonicpi(None, sonicpi_dir=tmp_path / "none")
-    with pytest.raises(ValueError, match="unknown sources"):
-        cc.build_corpus(tmp_path / "out", sources=("espeak",), progress=False)

@@ -7,7 +7,7 @@ import math
 import torch
 
 from audiolab.audio.features import a_weighted_loudness
-from audiolab.metrics.pitch_loudness import f0_l1_cents, loudness_l1_db
+from audiolab.models.ddsp.metrics import f0_l1_cents, loudness_l1_db
 
 SR, HOP = 16000, 64
 

@@ -15,16 +15,15 @@ import pytest
 import soundfile as sf
 import torch
 
-import audiolab.data.ddsp as ddsp
+import audiolab.models.ddsp.data as ddsp
 from audiolab.audio.io import AudioLoadError
 from audiolab.data.cache import atomic_save_npz, atomic_write_json, content_hash
-from audiolab.data.ddsp import (
+from audiolab.models.ddsp.data import (
     DDSPDataModule,
     DDSPDataset,
     embedded_root,
     prepare_ddsp,
     prepare_main,
-    split_sources,
 )
 
 FILE_SR = 22050
@@ -199,18 +198,6 @@ def test_short_sources_padded_or_skipped(tmp_path, fake_f0):
     assert item["audio"].shape == (32000,) and item["audio"][-8000:].abs().max() == 0
     assert item["loudness_db"][-125:].eq(-80.0).all() and item["f0_hz"][-1] == 440.0
     assert item["f0_confidence"][-125:].eq(0).all()
-
-
-def test_split_by_source_deterministic():
-    names = [f"f{i}" for i in range(10)]
-    a, b = split_sources(names, 0.15, 0.15, seed=3), split_sources(names, 0.15, 0.15, seed=3)
-    assert a == b
-    assert sorted(a["train"] + a["val"] + a["test"]) == sorted(names)
-    assert len(a["val"]) == len(a["test"]) == 2
-    s3 = split_sources(["x", "y", "z"], 0.15, 0.15, seed=0)
-    assert all(len(v) == 1 for v in s3.values())
-    with pytest.raises(ValueError, match="only 1 source"):
-        split_sources(["x"], 0.15, 0.15, seed=0)
 
 
 def test_datamodule_split_no_leakage(tmp_path, fake_f0):

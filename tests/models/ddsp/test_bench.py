@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from audiolab.bench import ddsp
 from audiolab.bench.__main__ import main as bench_main
+from audiolab.models.ddsp import bench as ddsp
 
 TINY = [
     "--quick", "--device", "cpu",

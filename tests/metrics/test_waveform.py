@@ -1,33 +1,20 @@
-"""Codec metrics against closed forms, torchmetrics and an independent numpy/librosa DAC reference."""
+"""Waveform metrics (SNR family, level health, the metric bundle) against closed forms and torchmetrics."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
-import librosa
-import numpy as np
 import pytest
 import torch
 from torchmetrics.functional.audio import scale_invariant_signal_noise_ratio, signal_noise_ratio
 
-from audiolab.metrics.codec import (
-    CodebookUsageAccumulator,
-    bitrate_kbps,
+from audiolab.metrics.waveform import (
     clipped_fraction,
-    codebook_stats,
     dc_offset,
-    mel_distance,
     rms_ratio,
     si_snr_db,
     silence_floor_db,
     snr_db,
-    stft_distance,
     waveform_metrics,
 )
 
@@ -129,36 +116,6 @@ def test_silence_floor_measures_pred_level_where_target_is_silent():
     assert float(m["silence_floor_db"]) == pytest.approx(-50.0, abs=1e-3)
 
 
-# ------------------------------------------------------------------------------------------- spectral
-def _dac_reference(pred: np.ndarray, target: np.ndarray, mel: bool) -> float:
-    """Independent numpy/librosa re-statement of DAC MelSpectrogramLoss / MultiScaleSTFTLoss defaults."""
-    total = 0.0
-    for w, n_mels in ((2048, 150), (512, 80)):
-        def spec(x: np.ndarray, w: int = w, n_mels: int = n_mels) -> np.ndarray:
-            s = np.abs(librosa.stft(x, n_fft=w, hop_length=w // 4, window="hann", center=True, pad_mode="reflect"))
-            return librosa.filters.mel(sr=SR, n_fft=w, n_mels=n_mels) @ s if mel else s
-
-        sp, st = spec(pred), spec(target)
-        log_l1 = np.abs(np.log10(np.maximum(sp, 1e-5) ** 2) - np.log10(np.maximum(st, 1e-5) ** 2)).mean()
-        total += log_l1 + np.abs(sp - st).mean()
-    return float(total)
-
-
-@pytest.mark.parametrize("kind", ["mel", "stft"])
-def test_spectral_distances_match_dac_formula_zero_on_identity_and_grow_with_noise(kind):
-    target = _signal(batch=2)
-    fn = (lambda p, t: mel_distance(p, t, SR)) if kind == "mel" else stft_distance
-    assert torch.all(fn(target, target) == 0)
-    noisy = [target + s * torch.randn(target.shape, generator=torch.Generator().manual_seed(5)) for s in
-             (0.003, 0.03, 0.3)]
-    d = torch.stack([fn(p, target) for p in noisy])  # [levels, B]
-    assert torch.all(d[1:] > d[:-1]) and torch.all(d[0] > 0)
-    ref = _dac_reference(noisy[1][0].numpy(), target[0].numpy(), mel=kind == "mel")
-    assert float(d[1, 0]) == pytest.approx(ref, rel=2e-3)
-    # bf16 input and [B, 1, T] work (computed in float32)
-    assert torch.isfinite(fn(noisy[1].bfloat16()[:, None], target.bfloat16()[:, None])).all()
-
-
 def test_waveform_metrics_keys_and_short_clips():
     target = _signal(batch=2, seconds=0.05)  # 800 samples: shorter than the 2048 window -> zero padding
     m = waveform_metrics(target + 0.01, target, SR)
@@ -170,85 +127,3 @@ def test_waveform_metrics_keys_and_short_clips():
     assert all(torch.isfinite(v) for k, v in m.items() if k != "silence_floor_db")
     with pytest.raises(ValueError, match="same"):
         snr_db(target[:, :-1], target)
-
-
-# ------------------------------------------------------------------------------------------- codebooks
-def test_codebook_stats_uniform_and_single_code():
-    bins, k = 64, 3
-    g = torch.Generator().manual_seed(0)
-    uniform = torch.stack([torch.randperm(bins, generator=g).repeat(5) for _ in range(k)])[None]  # [1, K, T]
-    s = codebook_stats(uniform, bins)
-    torch.testing.assert_close(s["usage"], torch.ones(k, dtype=torch.float64))
-    torch.testing.assert_close(s["perplexity"], torch.full((k,), float(bins), dtype=torch.float64))
-    torch.testing.assert_close(s["entropy_bits"], torch.full((k,), math.log2(bins), dtype=torch.float64))
-    assert float(s["effective_percentage"]) == pytest.approx(1.0)
-    single = torch.full((2, k, 50), 7)
-    s = codebook_stats(single, bins)
-    torch.testing.assert_close(s["usage"], torch.full((k,), 1 / bins, dtype=torch.float64))
-    torch.testing.assert_close(s["perplexity"], torch.ones(k, dtype=torch.float64))
-    assert float(s["entropy_bits_mean"]) == 0.0 and float(s["effective_percentage"]) == 0.0
-    # half the codes used uniformly in codebook 0, all in codebook 1 -> entropy 5 and 6 bits
-    mixed = torch.stack([torch.arange(32).repeat(4), torch.arange(64).repeat(2)])[None]
-    s = codebook_stats(mixed, bins)
-    torch.testing.assert_close(s["entropy_bits"], torch.tensor([5.0, 6.0], dtype=torch.float64))
-    assert float(s["effective_percentage"]) == pytest.approx(11 / 12)
-    with pytest.raises(ValueError):
-        codebook_stats(torch.full((1, 1, 4), bins), bins)
-
-
-def test_accumulator_equals_stats_of_concatenation_and_resets():
-    bins = 32
-    g = torch.Generator().manual_seed(1)
-    a = (torch.rand(2, 4, 40, generator=g) ** 3 * bins).long()  # skewed, not every code used
-    b = (torch.rand(3, 4, 25, generator=g) ** 2 * bins).long()
-    acc = CodebookUsageAccumulator(bins)
-    acc.update(a)
-    acc.update(b)
-    got = acc.compute()
-    both = torch.cat([a.transpose(0, 1).reshape(4, -1), b.transpose(0, 1).reshape(4, -1)], dim=1)  # [K, N]
-    ref = codebook_stats(both[None], bins)
-    for key in ("usage", "perplexity", "entropy_bits", "tokens"):
-        assert got[key] == pytest.approx(ref[key].tolist())
-    assert got["effective_percentage"] == pytest.approx(float(ref["effective_percentage"]))
-    assert got["usage"] != pytest.approx(codebook_stats(a, bins)["usage"].tolist())
-    assert acc.compute() == got  # compute does not consume or double count
-    acc.reset()
-    assert math.isnan(acc.compute()["entropy_bits_mean"])
-    acc.update(b[:, :2])  # fewer codebooks (quantizer dropout) then more
-    acc.update(b)
-    assert acc.compute()["tokens"] == [150.0, 150.0, 75.0, 75.0]
-
-
-def test_accumulator_all_reduces_under_ddp(tmp_path: Path):
-    """Two gloo ranks with different codes (and codebook counts) both report the global statistics."""
-    script = textwrap.dedent(
-        """
-        import json, sys, torch, torch.distributed as dist
-        from audiolab.metrics.codec import CodebookUsageAccumulator
-        rank, init = int(sys.argv[1]), sys.argv[2]
-        dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
-        acc = CodebookUsageAccumulator(8)
-        if rank == 0:
-            acc.update(torch.zeros(1, 1, 4, dtype=torch.long))
-        else:
-            acc.update(torch.arange(8).view(1, 1, 8).repeat(1, 2, 1))
-        out = acc.compute()
-        dist.destroy_process_group()
-        print(json.dumps({"tokens": out["tokens"], "usage": out["usage"]}))
-        """
-    )
-    init = f"file://{tmp_path / 'store'}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(r), init], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for r in range(2)]
-    outs = [p.communicate(timeout=60) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
-    for stdout, _ in outs:
-        res = json.loads(stdout.strip().splitlines()[-1])
-        assert res["tokens"] == [12.0, 8.0]
-        assert res["usage"] == [1.0, 1.0]
-
-
-def test_bitrate():
-    assert bitrate_kbps(8, 1024, 75) == pytest.approx(6.0)
-    assert bitrate_kbps(9, 1024, 44100 / 512) == pytest.approx(7.752, abs=1e-3)

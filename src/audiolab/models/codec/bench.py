@@ -60,14 +60,21 @@ import torch
 from torch import Tensor, nn
 
 from audiolab.bench.common import (
+    BenchSettings,
     PeakMemory,
-    device_description,
+    apply_overrides,
+    base_parser,
+    csv_list,
     environment,
+    free_memory,
+    log,
+    maxrss_bytes,
     package_version,
     resolve_device,
+    result_header,
     sync,
     time_interleaved,
-    utc_now,
+    write_result,
 )
 from audiolab.models.codec.infer import StreamingDecoder, StreamingEncoder, prepare_for_inference
 from audiolab.models.codec.model import Codec
@@ -94,10 +101,7 @@ STREAM_MODELS = ("ours", "ours_prepared")
 
 
 @dataclass
-class Settings:
-    device: str = "cpu"
-    quick: bool = False
-    seed: int = 0
+class Settings(BenchSettings):
     threads: list[int] = field(default_factory=lambda: [1, 2])
     seconds: float = 10.0
     warmup: int = 1
@@ -125,22 +129,12 @@ def _load_average() -> list[float] | None:
         return None
 
 
-def _log(msg: str) -> None:
-    print(f"[bench codec] {msg}", file=sys.stderr, flush=True)
-
-
-def _free(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 # --------------------------------------------------------------------------------------------- models
 @contextlib.contextmanager
 def _no_downloads() -> Iterator[None]:
     """``torch.hub`` download functions raise inside the block (the peer must be built from random weights)."""
     def refuse(*args, **kwargs):
-        raise RuntimeError("audiolab.bench.codec: a download was attempted while building the peer model")
+        raise RuntimeError("audiolab.models.codec.bench: a download was attempted while building the peer model")
 
     saved = torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file
     torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file = refuse, refuse
@@ -311,17 +305,10 @@ def memory_probe(name: str, seconds: float, seed: int, threads: int) -> dict:
     if reset and "VmHWM" in after:
         peak, kind = after["VmHWM"], "VmHWM of a fresh process (reset after the model was built)"
     else:
-        peak, kind = _maxrss_bytes(), "ru_maxrss of a fresh process (includes model construction)"
+        peak, kind = maxrss_bytes(), "ru_maxrss of a fresh process (includes model construction)"
     return {"peak_bytes": peak, "peak_mib": round(peak / 2**20, 1),
             "before_call_mib": round(before.get("VmRSS", 0) / 2**20, 1),
             "delta_mib": round((peak - before.get("VmRSS", 0)) / 2**20, 1) if before else None, "kind": kind}
-
-
-def _maxrss_bytes() -> int:
-    import resource
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss) if sys.platform == "darwin" else int(rss) * 1024
 
 
 def bench_memory(s: Settings, runners: dict[str, Runner], x: Tensor, device: torch.device) -> dict:
@@ -333,7 +320,7 @@ def bench_memory(s: Settings, runners: dict[str, Runner], x: Tensor, device: tor
     if device.type == "cuda":
         out = {}
         for k, r in runners.items():
-            _free(device)
+            free_memory(device)
             with torch.inference_mode(), PeakMemory(device) as mem:
                 r.decode(r.encode(x), x.shape[-1])
             out[k] = mem.result
@@ -345,8 +332,8 @@ def bench_memory(s: Settings, runners: dict[str, Runner], x: Tensor, device: tor
                 "process": mem.result}
     out = {}
     for k in runners:
-        _log(f"  memory probe {k} (subprocess)")
-        cmd = [sys.executable, "-m", "audiolab.bench.codec", "--memory-probe", k, "--seconds", str(s.seconds),
+        log("codec", f"  memory probe {k} (subprocess)")
+        cmd = [sys.executable, "-m", "audiolab.models.codec.bench", "--memory-probe", k, "--seconds", str(s.seconds),
                "--seed", str(s.seed), "--threads", str(s.threads[0])]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -409,9 +396,9 @@ def bench_whole_file(runners: dict[str, Runner], x: Tensor, s: Settings, device:
         encoded = {k: r.encode(x) for k, r in runners.items()}
         enc_fns = {k: (lambda r=r: r.encode(x)) for k, r in runners.items()}
         dec_fns = {k: (lambda r=r, e=encoded[k]: r.decode(e, length)) for k, r in runners.items()}
-        _log(f"  whole_file encode ({', '.join(runners)}): warmup {s.warmup}, repeats {s.repeats}")
+        log("codec", f"  whole_file encode ({', '.join(runners)}): warmup {s.warmup}, repeats {s.repeats}")
         t_enc = time_interleaved(enc_fns, device, warmup=s.warmup, repeats=s.repeats)
-        _log(f"  whole_file decode: warmup {s.warmup}, repeats {s.repeats}")
+        log("codec", f"  whole_file decode: warmup {s.warmup}, repeats {s.repeats}")
         t_dec = time_interleaved(dec_fns, device, warmup=s.warmup, repeats=s.repeats)
     out: dict = {"audio_seconds": audio_s, "n_samples": length, "batch_size": 1,
                  "timing_method": "round-robin over the models, same input, same run; median of repeats",
@@ -483,7 +470,7 @@ def bench_streaming(models: dict[str, Codec], x: Tensor, warm: Tensor, s: Settin
                     device: torch.device, check: bool) -> dict:
     chunk = int(round(s.chunk_ms * SAMPLE_RATE / 1000))
     audio_s = x.shape[-1] / SAMPLE_RATE
-    _log(f"  streaming {audio_s:g} s in {s.chunk_ms:g} ms chunks ({', '.join(models)}, lockstep)")
+    log("codec", f"  streaming {audio_s:g} s in {s.chunk_ms:g} ms chunks ({', '.join(models)}, lockstep)")
     _stream_once(models, warm, chunk, n_q, device, record=False)
     res = _stream_once(models, x, chunk, n_q, device, record=check)
     out: dict = {"audio_seconds": audio_s, "chunk_ms": s.chunk_ms, "chunk_samples": chunk,
@@ -600,7 +587,7 @@ def run(s: Settings) -> dict:
     original_threads = torch.get_num_threads()
     has_peer, skip_reason = peer_available() if s.peer else (False, "disabled (--no-peer)")
     if skip_reason:
-        _log(f"peer: {skip_reason}")
+        log("codec", f"peer: {skip_reason}")
 
     ours = build_ours(s.seed).to(device)
     n_q = ours.bandwidth_to_n_q(BANDWIDTH_KBPS)
@@ -628,10 +615,7 @@ def run(s: Settings) -> dict:
     xw = make_input(_samples(s.stream_warmup_seconds, stream_unit), s.seed + 2, device)
 
     result: dict = {
-        "benchmark": "codec",
-        "schema_version": SCHEMA_VERSION,
-        "date": utc_now(),
-        "device": device_description(device),
+        **result_header("codec", SCHEMA_VERSION, device),
         "environment": {**environment(device), "encodec": package_version("encodec"),
                         "load_average_1_5_15min": _load_average()},
         "settings": {**asdict(s), "n_q": n_q, "bandwidth_kbps": BANDWIDTH_KBPS, "frame_rate": ours.frame_rate,
@@ -642,22 +626,22 @@ def run(s: Settings) -> dict:
     }
     try:
         torch.set_num_threads(s.threads[0])
-        _log(f"checks ({x.shape[-1] / SAMPLE_RATE:g} s input)")
+        log("codec", f"checks ({x.shape[-1] / SAMPLE_RATE:g} s input)")
         result["checks"] = run_checks(runners, x)
-        _log(f"memory ({s.memory})")
+        log("codec", f"memory ({s.memory})")
         if s.memory != "process":
             result["memory"] = bench_memory(s, runners, x, device)
         result["threads"] = {}
         for i, t in enumerate(s.threads):
             torch.set_num_threads(t)
-            _log(f"threads = {t}")
+            log("codec", f"threads = {t}")
             sec = {"threads": t, "load_average_before": _load_average(),
                    "whole_file": bench_whole_file(runners, x, s, device)}
             sec["streaming"] = bench_streaming({k: runners[k].model for k in STREAM_MODELS}, xs, xw, s, n_q, device,
                                                check=(i == 0))
             sec["load_average_after"] = _load_average()
             result["threads"][str(t)] = sec
-            _free(device)
+            free_memory(device)
         if s.memory == "process":  # after everything: the whole run's high-water mark
             result["memory"] = bench_memory(s, runners, x, device)
     finally:
@@ -665,17 +649,10 @@ def run(s: Settings) -> dict:
     return result
 
 
-def _ints(x: str) -> list[int]:
-    return [int(v) for v in x.split(",") if v.strip()]
-
-
 def parse_args(argv: list[str] | None) -> tuple[Settings, Path]:
-    p = argparse.ArgumentParser(prog="python -m audiolab.bench codec", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="1 s input, 1 repeat, short stream (smoke run)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"JSON output path (default {DEFAULT_OUT})")
-    p.add_argument("--threads", type=_ints, default=None, help="comma list of torch thread counts (default 1,2)")
-    p.add_argument("--seed", type=int, default=None)
+    p = base_parser("codec", __doc__.split("\n\n")[0], DEFAULT_OUT, "1 s input, 1 repeat, short stream (smoke run)")
+    p.add_argument("--threads", type=lambda x: csv_list(x, int), default=None,
+                   help="comma list of torch thread counts (default 1,2)")
     p.add_argument("--seconds", type=float, default=None, help="whole-file input length (default 10)")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None)
@@ -695,10 +672,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, Path]:
     overrides = {"seed": a.seed, "threads": a.threads, "seconds": a.seconds, "warmup": a.warmup,
                  "repeats": a.repeats, "chunk_ms": a.chunk_ms, "stream_seconds": a.stream_seconds,
                  "stream_warmup_seconds": a.stream_warmup_seconds}
-    for k, v in overrides.items():
-        if v is not None:
-            setattr(s, k, v)
-    return s, Path(a.out)
+    return apply_overrides(s, overrides), Path(a.out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -709,10 +683,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(memory_probe(s.memory_probe, s.seconds, s.seed, s.threads[0])))
         return 0
     result = run(s)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(markdown(result))
-    print(f"JSON: {out}")
+    write_result(result, out, markdown)
     return 0
 
 

@@ -1,44 +1,32 @@
-"""Compose and render the embedded DDSP demo data (monophonic violin and flute).
+"""MIDI melodies rendered to audio: composition, MIDI writing (``mido``) and ``fluidsynth`` rendering.
 
-The melodies are composed here (seeded, deterministic), written as standard MIDI files with ``mido`` and
-rendered with the ``fluidsynth`` command-line synthesiser and the MIT-licensed FluidR3_GM soundfont
-(Debian package ``fluid-soundfont-gm``). The rendered audio is stored as mono 16 kHz 16-bit FLAC.
+Used by every family that synthesises training audio from MIDI: the embedded DDSP demo
+(:mod:`audiolab.models.ddsp.demo`) and the codec corpus (:mod:`audiolab.models.codec.corpus`).
 
-Layout written under ``--out`` (default: the folder of this file)::
-
-    midi/violin_00.mid ...        # the composed melodies
-    audio/violin/violin_00.flac   # default DDSP training data (violin only)
-    audio/flute/flute_00.flac     # a second timbre (held-out / transfer demos)
-    manifest.json                 # file, instrument, GM program, seconds, MIDI notes
-
-Re-render (needs ``fluidsynth`` and ``/usr/share/sounds/sf2/FluidR3_GM.sf2``)::
-
-    python -m audiolab.assets.ddsp_demo.render            # write everything
-    python -m audiolab.assets.ddsp_demo.render --verify   # + pitch check of rendered f0 against the MIDI notes
+* :func:`compose`: a seeded monophonic legato melody (:class:`Note` list) for an :class:`InstrumentSpec`
+  (presets :data:`VIOLIN`, :data:`FLUTE`).
+* :func:`write_midi` (melody + CC11 expression) / :func:`save_midi_events` (any event list): one-track MIDI.
+* :func:`render_wav`: the ``fluidsynth`` CLI with the MIT-licensed FluidR3_GM soundfont (Debian
+  ``fluid-soundfont-gm``), reverb and chorus off; :func:`to_mono_trimmed`: downmix, fixed make-up gain, trim.
 
 Rendering is deterministic: a rerun with the same fluidsynth/soundfont gives identical audio.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import subprocess
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000
 DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 TICKS_PER_BEAT = 480
 TEMPO_US = 500_000  # 120 bpm: one beat = 0.5 s
 # Fixed make-up gain (+12 dB) applied to every render: fluidsynth at -g 0.8 peaks around 0.1-0.2 for a single
 # voice. One constant for all files keeps the relative dynamics between files intact.
 MAKEUP_GAIN = 4.0
-HERE = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -66,11 +54,6 @@ class InstrumentSpec:
 
 VIOLIN = InstrumentSpec("violin", 40, low=55, high=88, core_low=57, core_high=81, scale_root=2)  # G3-E6, A3-A5
 FLUTE = InstrumentSpec("flute", 73, low=60, high=84, core_low=62, core_high=81, scale_root=7)  # C4-C6
-
-# (instrument, target seconds of each file); seeds derive from the index, so the set is reproducible.
-PLAN: list[tuple[InstrumentSpec, float]] = [
-    (VIOLIN, s) for s in (9.0, 12.0, 8.5, 14.0, 10.0, 11.5, 8.0, 13.0, 9.5, 10.5)
-] + [(FLUTE, s) for s in (10.0, 9.0, 11.0)]
 
 DURATIONS = np.array([0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.25, 1.5])
 DURATION_WEIGHTS = np.array([4, 5, 6, 6, 7, 7, 5, 4, 3, 2, 1], dtype=float)
@@ -183,8 +166,8 @@ def save_midi_events(path: Path, events: list, program: int, initial_controls=((
     mid.save(str(path))
 
 
-def render_wav(midi_path: Path, wav_path: Path, soundfont: Path = DEFAULT_SOUNDFONT, sample_rate: int = SAMPLE_RATE) -> None:
-    """Render ``midi_path`` to ``wav_path`` with the fluidsynth CLI (no reverb/chorus, gain 0.8).
+def render_wav(midi_path: Path, wav_path: Path, soundfont: Path = DEFAULT_SOUNDFONT, *, sample_rate: int) -> None:
+    """Render ``midi_path`` to ``wav_path`` at ``sample_rate`` Hz with the fluidsynth CLI (no reverb/chorus, gain 0.8).
 
     Raises FileNotFoundError if the soundfont or the fluidsynth binary is missing (fluidsynth would silently
     fall back to another soundfont otherwise).
@@ -199,7 +182,7 @@ def render_wav(midi_path: Path, wav_path: Path, soundfont: Path = DEFAULT_SOUNDF
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def to_mono_trimmed(wav_path: Path, sample_rate: int = SAMPLE_RATE, threshold_db: float = -60.0,
+def to_mono_trimmed(wav_path: Path, sample_rate: int, threshold_db: float = -60.0,
                     tail_seconds: float = 0.1, gain: float = MAKEUP_GAIN) -> np.ndarray:
     """Load the rendered WAV, downmix to mono float32 [T], apply ``gain`` and cut the trailing silence.
 
@@ -219,94 +202,3 @@ def to_mono_trimmed(wav_path: Path, sample_rate: int = SAMPLE_RATE, threshold_db
     if peak > 0.99:
         mono = mono * (0.99 / peak)
     return mono.astype(np.float32)
-
-
-def render_all(out: Path = HERE, soundfont: Path = DEFAULT_SOUNDFONT) -> dict:
-    """Compose, write MIDI, render and encode every file of :data:`PLAN`; write ``manifest.json``."""
-    import soundfile as sf
-
-    entries = []
-    counters: dict[str, int] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, (spec, seconds) in enumerate(PLAN):
-            k = counters.get(spec.name, 0)
-            counters[spec.name] = k + 1
-            stem = f"{spec.name}_{k:02d}"
-            seed = 1000 + i
-            notes = compose(spec, seconds, seed)
-            midi_path = out / "midi" / f"{stem}.mid"
-            write_midi(notes, spec.program, midi_path, seed)
-            wav = Path(tmp) / f"{stem}.wav"
-            render_wav(midi_path, wav, soundfont)
-            mono = to_mono_trimmed(wav)
-            flac = out / "audio" / spec.name / f"{stem}.flac"
-            flac.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(str(flac), mono, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-            entries.append({
-                "file": flac.relative_to(out).as_posix(),
-                "midi": midi_path.relative_to(out).as_posix(),
-                "instrument": spec.name,
-                "gm_program": spec.program,
-                "sample_rate": SAMPLE_RATE,
-                "seconds": round(len(mono) / SAMPLE_RATE, 3),
-                "seed": seed,
-                "notes": [asdict(n) for n in notes],
-            })
-            print(f"{flac.relative_to(out)}: {len(mono) / SAMPLE_RATE:.2f} s, {len(notes)} notes")
-    manifest = {
-        "soundfont": "FluidR3_GM.sf2 (Frank Wen, MIT licence; Debian fluid-soundfont-gm)",
-        "render": "fluidsynth -ni -q -g 0.8 -r 16000 -o synth.reverb.active=0 -o synth.chorus.active=0 -F out.wav FluidR3_GM.sf2 in.mid",
-        "files": entries,
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
-
-
-def verify_pitch(out: Path = HERE, notes_per_file: int = 6, max_files: int | None = None) -> dict[str, float]:
-    """Check that the rendered f0 follows the MIDI notes.
-
-    For up to ``notes_per_file`` notes (>= 0.3 s) per file, runs ``librosa.pyin`` on the middle of the note
-    and measures the median deviation from the MIDI pitch in cents. Returns summary statistics
-    (``median_abs_cents``, ``max_abs_cents``, ``n_notes``) and prints them.
-    """
-    import librosa
-    import soundfile as sf
-
-    manifest = json.loads((out / "manifest.json").read_text())
-    devs = []
-    for entry in manifest["files"][:max_files]:
-        audio, sr = sf.read(str(out / entry["file"]), dtype="float32")
-        long_notes = [n for n in entry["notes"] if n["end"] - n["start"] >= 0.3][:notes_per_file]
-        for n in long_notes:
-            a, b = int((n["start"] + 0.08) * sr), int((n["end"] - 0.05) * sr)
-            seg = audio[a:b]
-            f_ref = librosa.midi_to_hz(n["pitch"])
-            f0, voiced, _ = librosa.pyin(seg, fmin=f_ref / 1.5, fmax=f_ref * 1.5, sr=sr, frame_length=1024, hop_length=128)
-            f0 = f0[voiced & np.isfinite(f0)]
-            if len(f0) == 0:
-                devs.append(float("inf"))
-                continue
-            devs.append(float(np.median(1200 * np.log2(f0 / f_ref))))
-    d = np.abs(np.array(devs))
-    stats = {"median_abs_cents": float(np.median(d)), "max_abs_cents": float(d.max()), "n_notes": int(len(d)),
-             "within_50_cents": float(np.mean(d < 50))}
-    print(json.dumps(stats))
-    return stats
-
-
-def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m audiolab.assets.ddsp_demo.render [--out DIR] [--soundfont SF2] [--verify]``."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=HERE)
-    p.add_argument("--soundfont", type=Path, default=DEFAULT_SOUNDFONT)
-    p.add_argument("--verify", action="store_true", help="pitch-check the renders against the MIDI notes")
-    p.add_argument("--verify-only", action="store_true", help="only run the pitch check")
-    args = p.parse_args(argv)
-    if not args.verify_only:
-        render_all(args.out, args.soundfont)
-    if args.verify or args.verify_only:
-        verify_pitch(args.out)
-
-
-if __name__ == "__main__":
-    main()

@@ -9,8 +9,8 @@ import socket
 import pytest
 import torch
 
-from audiolab.bench import codec
 from audiolab.bench.__main__ import main as bench_main
+from audiolab.models.codec import bench as codec
 from audiolab.models.codec.infer import (
     StreamingDecoder,
     StreamingEncoder,

@@ -14,22 +14,29 @@ has ``F = T // hop`` frames (the extra centre-padded loudness frame is dropped).
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+from torch.utils.data import Dataset, Subset
 
 from audiolab.audio.features import a_weighted_loudness
 from audiolab.audio.io import AudioLoadError, audio_files, load_audio
 from audiolab.audio.pitch import estimate_f0
-from audiolab.data.cache import atomic_save_npz, atomic_write_json, completed_manifest, content_hash
+from audiolab.data.cache import (
+    atomic_save_npz,
+    atomic_write_json,
+    completed_manifest,
+    content_hash,
+    skip_bad_file,
+)
+from audiolab.data.cli import boolean, optional, parse_key_values
+from audiolab.data.module import CachedSplitDataModule, check_hparams, split_fraction_checks
+from audiolab.data.splits import split_sources
 
 __all__ = [
     "EMBEDDED",
@@ -58,7 +65,7 @@ _ON_BAD_FILE = ("error", "skip")
 
 def embedded_root() -> Path:
     """Folder of the embedded violin demo audio (``audiolab/assets/ddsp_demo/audio/violin``)."""
-    return Path(__file__).resolve().parent.parent / "assets" / "ddsp_demo" / "audio" / "violin"
+    return Path(__file__).resolve().parents[2] / "assets" / "ddsp_demo" / "audio" / "violin"
 
 
 def embedded_pitch_dir() -> Path:
@@ -278,10 +285,7 @@ def prepare_ddsp(
                 if audio.shape[0] // hop == 0:
                     raise AudioLoadError(f"audio file {str(path)!r} is shorter than one frame ({hop} samples)")
             except AudioLoadError as exc:
-                if on_bad_file == "error":
-                    raise
-                warnings.warn(f"skipping bad audio file {path}: {exc}", stacklevel=2)
-                skipped.append({"file": rel, "path": str(path), "reason": str(exc)})
+                skip_bad_file(exc, path, rel, on_bad_file, skipped)
                 continue
             sidecar = pitch_sidecar_path(pitch_dir, source, crepe_model) if pitch_dir else None
             feats = compute_features(audio, sample_rate, frame_rate, crepe_model=crepe_model, device=device,
@@ -425,46 +429,7 @@ class DDSPDataset(Dataset):
         }
 
 
-def split_sources(
-    names: Sequence[str], val_fraction: float, test_fraction: float, seed: int, *, allow_single: bool = False
-) -> dict[str, list[str]]:
-    """Deterministic split of source names into ``train``/``val``/``test``.
-
-    Seeded permutation of the sorted names; ``n_val = max(1, round(n * val_fraction))`` and likewise for test
-    when ``n >= 3`` (train keeps at least one source). With 2 sources: 1 train, 1 val, test = val (warning).
-    With 1 source: error unless ``allow_single`` (then train = val = test).
-    """
-    names = sorted(names)
-    n = len(names)
-    if n == 0:
-        raise ValueError("no sources to split")
-    if n == 1:
-        if not allow_single:
-            raise ValueError(
-                f"only 1 source file ({names[0]!r}): need >= 2 for a train/val split by file "
-                "(or use overfit_batches > 0)"
-            )
-        return {"train": names, "val": names, "test": names}
-    order = np.random.default_rng(seed).permutation(n)
-    shuffled = [names[i] for i in order]
-    if n == 2:
-        warnings.warn("only 2 source files: 1 train, 1 val, and test reuses the val file", stacklevel=2)
-        return {"train": shuffled[:1], "val": shuffled[1:], "test": shuffled[1:]}
-    n_val = max(1, int(math.floor(n * val_fraction + 0.5)))
-    n_test = max(1, int(math.floor(n * test_fraction + 0.5)))
-    while n - n_val - n_test < 1:
-        if n_val >= n_test and n_val > 1:
-            n_val -= 1
-        else:
-            n_test -= 1
-    return {
-        "val": sorted(shuffled[:n_val]),
-        "test": sorted(shuffled[n_val : n_val + n_test]),
-        "train": sorted(shuffled[n_val + n_test :]),
-    }
-
-
-class DDSPDataModule(L.LightningDataModule):
+class DDSPDataModule(CachedSplitDataModule):
     """Lightning datamodule for DDSP training on a folder of monophonic recordings.
 
     ``prepare_data`` computes/reuses the feature cache (:func:`prepare_ddsp`); ``setup`` splits the sources
@@ -505,21 +470,12 @@ class DDSPDataModule(L.LightningDataModule):
                     f"{key}={sec}: {key} * sample_rate ({n:g} samples) must be a positive multiple of the "
                     f"hop ({hop} samples = sample_rate // frame_rate)"
                 )
-        if on_bad_file not in _ON_BAD_FILE:
-            raise ValueError(f"on_bad_file must be one of {_ON_BAD_FILE}, got {on_bad_file!r}")
-        if crepe_model not in _CREPE_MODELS:
-            raise ValueError(f"crepe_model must be one of {_CREPE_MODELS}, got {crepe_model!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-        if overfit_batches < 0:
-            raise ValueError(f"overfit_batches must be >= 0, got {overfit_batches}")
-        for key, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0.0 <= frac < 1.0:
-                raise ValueError(f"{key} must be in [0, 1), got {frac}")
-        if val_fraction + test_fraction >= 1.0:
-            raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+        check_hparams(
+            [("batch_size", batch_size, batch_size >= 1, ">= 1"), ("num_workers", num_workers, num_workers >= 0, ">= 0"),
+             ("overfit_batches", overfit_batches, overfit_batches >= 0, ">= 0"),
+             *split_fraction_checks(val_fraction, test_fraction)],
+            [("on_bad_file", on_bad_file, _ON_BAD_FILE), ("crepe_model", crepe_model, _CREPE_MODELS)],
+        )
         self.root = root
         self.cache_dir = cache_dir
         self.sample_rate = int(sample_rate)
@@ -535,11 +491,6 @@ class DDSPDataModule(L.LightningDataModule):
         self.overfit_batches = int(overfit_batches)
         self.on_bad_file = on_bad_file
         self.device = device
-        self.cache_path: Path | None = None
-        self.splits: dict[str, list[str]] = {}
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: Dataset | None = None
 
     # -- shapes ------------------------------------------------------------------------------------------
     @property
@@ -564,17 +515,11 @@ class DDSPDataModule(L.LightningDataModule):
             crepe_model=self.crepe_model, on_bad_file=self.on_bad_file, device=self.device, progress=progress,
         )
 
-    def prepare_data(self) -> None:
-        """Compute or reuse the feature cache (Lightning calls this on local rank 0 only)."""
-        self.cache_path = self._prepare(progress=True)
-
     def setup(self, stage: str | None = None) -> None:
         """Split sources by file and build the datasets (idempotent)."""
         if self.train_set is not None:
             return
-        if self.cache_path is None:  # other ranks, or setup() called directly: the cache lookup is cheap
-            self.cache_path = self._prepare(progress=False)
-        manifest = json.loads((self.cache_path / "manifest.json").read_text())
+        manifest = self._cache_manifest()
         names = [s["source"] for s in manifest["sources"]]
         overfit = self.overfit_batches > 0
         self.splits = split_sources(names, self.val_fraction, self.test_fraction, self.split_seed,
@@ -600,45 +545,17 @@ class DDSPDataModule(L.LightningDataModule):
             if len(getattr(self, f"{key}_set")) == 0:
                 warnings.warn(f"DDSPDataModule: the {key} split {self.splits[key]} has no examples", stacklevel=2)
 
-    def _loader(self, ds: Dataset | None, shuffle: bool) -> DataLoader:
-        if ds is None:
-            raise RuntimeError("DDSPDataModule.setup() must run before requesting a dataloader")
-        gen = torch.Generator().manual_seed(self.split_seed) if shuffle else None
-        return DataLoader(
-            ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(), drop_last=False,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=self.overfit_batches == 0)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
-
-    def probe_batch(self, n: int = 4) -> dict[str, Any]:
-        """Collated batch of the first ``n`` validation examples (fewer if the split is smaller); fixed order."""
-        if self.val_set is None:
-            self.setup("fit")
-        assert self.val_set is not None
-        k = min(int(n), len(self.val_set))
-        if k == 0:
-            raise ValueError("probe_batch: the validation split has no examples")
-        return default_collate([self.val_set[i] for i in range(k)])
-
 
 # -- CLI -------------------------------------------------------------------------------------------------
-_CLI_TYPES: dict[str, type] = {
+_CLI_KEYS: dict[str, Callable[[str], Any]] = {
     "input_dir": str,
     "cache_dir": str,
     "sample_rate": int,
     "frame_rate": int,
     "crepe_model": str,
     "on_bad_file": str,
-    "device": str,
-    "progress": bool,
+    "device": optional(str),
+    "progress": boolean,
 }
 
 
@@ -647,35 +564,15 @@ def default_cache_dir() -> str:
     return os.path.join(os.environ.get("AUDIOLAB_ROOT", "."), ".cache", "audiolab", "ddsp")
 
 
-def _parse_bool(v: str) -> bool:
-    if v.lower() in ("1", "true", "yes", "on"):
-        return True
-    if v.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected a boolean, got {v!r}")
-
-
 def prepare_main(argv: list[str]) -> None:
     """CLI: ``python -m audiolab.prepare ddsp input_dir=DIR [cache_dir=DIR] [sample_rate=16000] [frame_rate=250]
     [crepe_model=full|tiny] [on_bad_file=error|skip] [device=cuda] [progress=true]``.
 
     ``input_dir=embedded`` prepares the embedded violin demo; ``cache_dir`` defaults to :func:`default_cache_dir`
     (``$AUDIOLAB_ROOT/.cache/audiolab/ddsp``, the training config's default).
-    Prints the cache folder. Raises SystemExit(2) with a message naming the key on a bad argument.
+    Prints the cache folder. A bad argument is a one-line SystemExit naming the key (:mod:`audiolab.data.cli`).
     """
-    kwargs: dict[str, Any] = {}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("-").replace("-", "_")
-        if not sep:
-            raise SystemExit(f"prepare ddsp: expected key=value, got {arg!r} (keys: {', '.join(_CLI_TYPES)})")
-        if key not in _CLI_TYPES:
-            raise SystemExit(f"prepare ddsp: unknown key {key!r} (keys: {', '.join(_CLI_TYPES)})")
-        try:
-            typ = _CLI_TYPES[key]
-            kwargs[key] = _parse_bool(value) if typ is bool else (None if value.lower() in ("", "null", "none") and key == "device" else typ(value))
-        except ValueError as exc:
-            raise SystemExit(f"prepare ddsp: bad value for {key}: {exc}") from exc
+    kwargs = parse_key_values(argv, _CLI_KEYS, recipe="ddsp")
     if "input_dir" not in kwargs:
         raise SystemExit("prepare ddsp: input_dir=... is required (a folder of audio files, or 'embedded')")
     input_dir = kwargs.pop("input_dir")
