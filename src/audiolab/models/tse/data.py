@@ -481,6 +481,8 @@ class TSEDataModule(CachedSplitDataModule):
                        ("data.test_mixtures", test_mixtures, test_mixtures >= 2, ">= 2"),
                        *(("data." + k, v, ok, w) for k, v, ok, w in split_fraction_checks(val_fraction, test_fraction))])
         self.split_seed, self.overfit_batches = int(split_seed), 0
+        self._index: SpeakerIndex | None = None
+        self._store: _AudioStore | None = None
         self.root, self.cache_dir = root, cache_dir
         self.sample_rate = int(sample_rate)
         self.n_samples = int(round(crop_seconds * sample_rate))
@@ -517,32 +519,41 @@ class TSEDataModule(CachedSplitDataModule):
                        n_sources=max(2, n_src), seed=seed, rt60=tuple(rv["rt60"]), early_ms=float(rv["early_ms"]))
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
-        cache_manifest = self._cache_manifest()
-        corpus_path = self._root() / "manifest.json"
-        corpus = json.loads(corpus_path.read_text()) if corpus_path.is_file() else None
-        index = SpeakerIndex(cache_manifest, corpus, self.sample_rate)
-        if len(index.by_speaker) < 3:
-            raise ValueError(f"TSE corpus {self.root!r} has {len(index.by_speaker)} speaker folders; need >= 3 "
-                             f"(one first-level folder per speaker): {ROOT_HINT}")
+        """Split the speakers (once) and build the datasets the stage needs (``fit``: train + val, ``validate``:
+        val, ``test``: test, ``None``: all): a test-only run never generates the training room bank."""
+        need = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(
+            stage or "", ("train", "val", "test"))
+        if self._index is None:
+            cache_manifest = self._cache_manifest()
+            corpus_path = self._root() / "manifest.json"
+            corpus = json.loads(corpus_path.read_text()) if corpus_path.is_file() else None
+            index = SpeakerIndex(cache_manifest, corpus, self.sample_rate)
+            if len(index.by_speaker) < 3:
+                raise ValueError(f"TSE corpus {self.root!r} has {len(index.by_speaker)} speaker folders; need >= 3 "
+                                 f"(one first-level folder per speaker): {ROOT_HINT}")
+            hp = self.hparams
+            self.splits = split_speakers(index.kinds, hp.val_fraction, hp.test_fraction, hp.split_seed)
+            for key in ("val", "test"):
+                if not self.splits[key]:
+                    raise ValueError(f"the {key} split has no speakers: the corpus needs >= 3 speakers of one kind")
+            self._index, self._store = index, _AudioStore(self.cache_path)
+            self._write_split(index)
         hp = self.hparams
-        self.splits = split_speakers(index.kinds, hp.val_fraction, hp.test_fraction, hp.split_seed)
-        for key in ("val", "test"):
-            if not self.splits[key]:
-                raise ValueError(f"the {key} split has no speakers: the corpus needs >= 3 speakers of one kind")
-        store = _AudioStore(self.cache_path)
-        sims = {k: MixtureSimulator(index, store, self.splits[k], self.sim_cfg, self.n_samples, self.n_enroll,
-                                    self._rirs(k), k) for k in ("train", "val", "test")}
-        accumulate = int(hp.accumulate_grad_batches)
-        if self.trainer is not None:
-            accumulate = int(getattr(self.trainer, "accumulate_grad_batches", accumulate) or accumulate)
-        self.train_set = _TrainMixtures(sims["train"], hp.mixtures_per_epoch, hp.seed, self.sim_cfg["target_absent"],
-                                        self.batch_size * accumulate)
-        self.train_sampler = EpochSampler(len(self.train_set))
-        self.val_set = _FixedMixtures(sims["val"], self.manifest("val", sims["val"], hp.val_mixtures))
-        self.test_set = _FixedMixtures(sims["test"], self.manifest("test", sims["test"], hp.test_mixtures))
-        self._write_split(index)
+        for split in need:
+            if getattr(self, f"{split}_set") is not None:
+                continue
+            sim = MixtureSimulator(self._index, self._store, self.splits[split], self.sim_cfg, self.n_samples,
+                                   self.n_enroll, self._rirs(split), split)
+            if split == "train":
+                accumulate = int(hp.accumulate_grad_batches)
+                if self.trainer is not None:
+                    accumulate = int(getattr(self.trainer, "accumulate_grad_batches", accumulate) or accumulate)
+                self.train_set = _TrainMixtures(sim, hp.mixtures_per_epoch, hp.seed, self.sim_cfg["target_absent"],
+                                                self.batch_size * accumulate)
+                self.train_sampler = EpochSampler(len(self.train_set))
+            else:
+                n = hp.val_mixtures if split == "val" else hp.test_mixtures
+                setattr(self, f"{split}_set", _FixedMixtures(sim, self.manifest(split, sim, n)))
 
     def manifest(self, split: str, sim: MixtureSimulator, n: int) -> list[dict[str, Any]]:
         """The fixed recipes of ``split`` (``<cache>/tse_manifests/<split>_<key>.json``; built once, reproducible)."""
@@ -585,7 +596,7 @@ class TSEDataModule(CachedSplitDataModule):
     def probe_batch(self, n: int = 4) -> dict[str, Any]:
         """The first ``ceil(n / 3)`` validation mixtures, all three rows each (TP, enrollment swap, TA)."""
         if self.val_set is None:
-            self.setup("fit")
+            self.setup("validate")
         assert self.val_set is not None
         k = max(1, min(len(self.val_set), int(math.ceil(int(n) / 3))))
         with warnings.catch_warnings():
