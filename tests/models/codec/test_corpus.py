@@ -33,10 +33,10 @@ def test_flite_smoke(tmp_path):
 def test_corpus_missing_tool_names_the_package(tmp_path, monkeypatch):
     import audiolab.models.codec.corpus as cc
 
-    monkeypatch.setattr(cc.shutil, "which", lambda name: None)
+    monkeypatch.setattr("shutil.which", lambda name: None)  # the tool lookup is audiolab.audio.speech.which_tool
     with pytest.raises(cc.CorpusError, match=r"flite not found: apt-get install flite \(make data\)"):
         cc.build_corpus(tmp_path / "out", sources=("flite",), progress=False)
-    monkeypatch.setattr(cc.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")
     with pytest.raises(cc.CorpusError, match="apt-get install fluid-soundfont-gm"):
         cc._plan_fluidsynth(0, None, soundfont=tmp_path / "missing.sf2")
     with pytest.raises(cc.CorpusError, match="apt-get install sonic-pi-samples"):

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +57,9 @@ from audiolab.audio.midi import (
     to_mono_trimmed,
     write_midi,
 )
+from audiolab.audio.speech import CorpusError, decode_g722, render_flite
+from audiolab.audio.speech import ffmpeg_exe as _ffmpeg_exe
+from audiolab.audio.speech import which_tool as _which
 from audiolab.data.cache import atomic_write_bytes, atomic_write_json
 from audiolab.data.cli import NULLS, boolean, comma_list, optional, parse_key_values
 
@@ -77,7 +78,6 @@ __all__ = [
 CORPUS_VERSION = 1
 SOURCES: tuple[str, ...] = ("flite", "asterisk", "fluidsynth", "sonicpi")
 FLITE_VOICES: tuple[str, ...] = ("kal16", "awb", "rms", "slt")
-FLITE_RATE = 16000
 SENTENCES_PER_VOICE = 40
 ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 ASTERISK_RATE = 16000
@@ -155,10 +155,6 @@ SENTENCES: tuple[str, ...] = (
 )
 
 
-class CorpusError(RuntimeError):
-    """A tool, package or input needed by the corpus builder is missing; the message says what to install."""
-
-
 @dataclasses.dataclass
 class _Job:
     """One output file of the corpus: ``make(out)`` writes it (atomically) if it does not exist yet."""
@@ -168,70 +164,6 @@ class _Job:
     rel: str  # path relative to out_dir (posix)
     make: Callable[[Path], None]
     params: dict[str, Any]
-
-
-# -- tools -------------------------------------------------------------------------------------------------------
-def _which(name: str, package: str) -> str:
-    exe = shutil.which(name)
-    if exe is None:
-        raise CorpusError(f"{name} not found: apt-get install {package} (make data)")
-    return exe
-
-
-def _ffmpeg_exe() -> str:
-    """The ffmpeg binary of the ``imageio-ffmpeg`` wheel (``pip install -e '.[data]'``), else ``ffmpeg`` on PATH."""
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        exe = shutil.which("ffmpeg")
-        if exe is None:
-            raise CorpusError(
-                "ffmpeg not found: pip install imageio-ffmpeg (pip install -e '.[data]', make data)"
-            ) from None
-        return exe
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _tmp_path(out: Path, suffix: str) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=str(out.parent))
-    os.close(fd)
-    return Path(tmp)
-
-
-def _run_to(out: Path, cmd_for: Callable[[Path], list[str]], check_rate: int | None) -> None:
-    """Run ``cmd_for(tmp)`` writing a WAV to a temporary file next to ``out``, check it, then rename to ``out``."""
-    tmp = _tmp_path(out, ".wav")
-    try:
-        proc = subprocess.run(cmd_for(tmp), capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise CorpusError(f"{out}: {cmd_for(tmp)[0]} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-        info = sf.info(str(tmp))
-        if check_rate is not None and info.samplerate != check_rate:
-            raise CorpusError(f"{out}: expected {check_rate} Hz, the tool wrote {info.samplerate} Hz")
-        if info.frames == 0:
-            raise CorpusError(f"{out}: the tool wrote no samples")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def render_flite(text: str, voice: str, out: str | os.PathLike) -> None:
-    """Speak ``text`` with flite ``voice`` into the WAV ``out`` (16 kHz mono PCM_16; atomic write).
-
-    Raises:
-        CorpusError: flite is missing, the voice is unknown, or flite wrote no audio / another rate.
-    """
-    exe = _which("flite", "flite")
-    _run_to(Path(out), lambda tmp: [exe, "-voice", voice, "-t", text, "-o", str(tmp)], FLITE_RATE)
-
-
-def decode_g722(src: str | os.PathLike, out: str | os.PathLike, ffmpeg: str | None = None) -> None:
-    """Decode a raw G.722 file to a 16 kHz mono PCM_16 WAV at ``out`` with ffmpeg (atomic write)."""
-    exe = ffmpeg or _ffmpeg_exe()
-    _run_to(Path(out), lambda tmp: [exe, "-hide_banner", "-loglevel", "error", "-y", "-f", "g722",
-                                    "-i", str(src), "-f", "wav", "-acodec", "pcm_s16le", str(tmp)], ASTERISK_RATE)
 
 
 # -- plans -------------------------------------------------------------------------------------------------------

@@ -51,11 +51,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from audiolab.audio.speech import CorpusError, decode_g722, ffmpeg_exe, render_flite
 from audiolab.data.cache import atomic_write_bytes, atomic_write_json
 from audiolab.data.cli import boolean, comma_list, parse_key_values
-
-# the speech tools (flite, G.722 decoding) of the codec corpus builder: one wrapper per tool in the project
-from audiolab.models.codec.corpus import CorpusError, _ffmpeg_exe, decode_g722, render_flite
 
 __all__ = ["SOURCES", "build_tse_corpus", "build_synthetic_corpus", "synth_utterance", "package_files", "random_sentence",
            "main", "CorpusError"]
@@ -248,7 +246,7 @@ def _plan_asterisk() -> list[_Job]:
                    if p.suffix == ".g722" and p.stem not in ASTERISK_EXCLUDE and "silence" not in p.parts)
     if not files:
         raise CorpusError(f"package {ASTERISK_PACKAGE} lists no .g722 prompts")
-    ffmpeg = _ffmpeg_exe()
+    ffmpeg = ffmpeg_exe()
     jobs = []
     for p in files:
         jobs.append(_Job("allison", "prompts", "asterisk", f"allison/asterisk_{p.stem}.flac", "any",
