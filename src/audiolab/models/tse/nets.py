@@ -8,7 +8,8 @@ Signal path (shapes: ``B`` rows, ``T`` frames, ``F`` frequency units = STFT bins
         concat          -> x = [x; a]                      blocks run at 2D (official USEF-TFGridNet)
         concat_project  -> x = Conv1x1([x; a]) -> D        blocks run at D
         add             -> x = x + a
-    FiLM (optional): z = MLP(mean_{T,F} e);  x = (1 + gamma(z)) * x + beta(z)   gamma, beta zero-initialised
+    FiLM (optional): z = MLP([mean; std]_{T,F} PReLU(Conv1x1(e)));  x = (1 + gamma(z)) * x + beta(z)
+                     (statistics pooling; gamma, beta zero-initialised)
     for block i: [re-injection: x = x + g_i * CrossAttention_i(x, e)] [FiLM_i] x = GridNetV2Block_i(x)
     decoder ──► real/imag [B, 2, T, F] ── iSTFT ── * mixture std ──► estimate [B, S]
 
@@ -386,7 +387,10 @@ class TSENet(nn.Module):
         self.use_film = bool(film)
         self.film_blocks = [int(i) for i in film_blocks]
         if film:
-            self.spk_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.PReLU())
+            # speaker embedding by statistics pooling of a non-linear per-unit feature (x-vector style): the
+            # encoder output itself is linear in the STFT's real/imag parts, whose time average is ~0 for any voice
+            self.spk_frame = nn.Sequential(nn.Conv2d(emb_dim, emb_dim, 1), nn.PReLU())
+            self.spk_mlp = nn.Sequential(nn.Linear(2 * emb_dim, emb_dim), nn.PReLU())
             self.film_fusion = FiLM(emb_dim, block_dim)
             self.film = nn.ModuleDict({str(i): FiLM(emb_dim, block_dim) for i in self.film_blocks})
         self.blocks = nn.ModuleList([GridNetV2Block(block_dim, n_units, emb_ks, emb_hs, lstm_hidden, attn_heads,
@@ -432,7 +436,11 @@ class TSENet(nn.Module):
             ep = self.enroll_proj(e) if self.enroll_proj is not None else e
             cache["reinject"] = {k: m.keys_values(ep) for k, m in self.reinject.items()}
         if self.use_film:
-            cache["z"] = self.spk_mlp(e.mean(dim=(2, 3)))
+            h = self.spk_frame(e)
+            with _fp32_ctx(h):
+                h = h.float()
+                stats = torch.cat([h.mean(dim=(2, 3)), torch.sqrt(h.var(dim=(2, 3), unbiased=False) + self.eps)], dim=1)
+            cache["z"] = self.spk_mlp(stats.to(e.dtype))
         return cache
 
     def _drop_rows(self, b: int, device: torch.device) -> Tensor | None:
