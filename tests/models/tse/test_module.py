@@ -185,3 +185,21 @@ def test_lr_schedule_warmup_cosine_floor():
     assert lrs[60] == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5), rel=1e-3)
     assert lrs[110] == pytest.approx(1e-5) and lrs[119] == pytest.approx(1e-5)
 
+
+
+def test_gan_fine_tuning_steps_discriminator_and_extractor(tse_corpus, tmp_path):
+    torch.manual_seed(0)
+    dm = TSEDataModule(str(tse_corpus), str(tmp_path / "cache"), crop_seconds=0.5, enroll_seconds=0.5, batch_size=1,
+                       val_mixtures=2, test_mixtures=2, val_fraction=0.3, test_fraction=0.3, mixtures_per_epoch=50)
+    module = TSEModule(SR, net=TINY, adversarial={"enabled": True, "n_ffts": [128, 256], "filters": 4, "start_step": 1})
+    d0 = [p.detach().clone() for p in module.discriminator.parameters()]
+    g0 = [p.detach().clone() for p in module.net.parameters()]
+    trainer = L.Trainer(max_steps=5, accelerator="cpu", logger=False, enable_checkpointing=False, limit_val_batches=0,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=dm)
+    # batch 1: extractor only (start_step 1); batches 2-3: discriminator + extractor -> 1 + 2 * 2 optimizer steps
+    assert int(module.generator_steps) == 3 and trainer.global_step == 5
+    assert any(not torch.equal(a, b) for a, b in zip(d0, module.discriminator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(g0, module.net.parameters()))
+    for k in ("train/d_loss", "train/adv", "train/feat", "train/tse"):
+        assert math.isfinite(float(trainer.callback_metrics[k])), k

@@ -16,6 +16,13 @@ magnitude + log-magnitude loss. The TP terms are averaged over the TP rows and t
 batch, then added (so ``target_absent.weight`` does not depend on the TA fraction). A TP row whose target is quieter than ``loss.silent_target_db`` dBFS is treated as
 TA (SI-SDR of a silent target is undefined).
 
+Optional GAN fine-tuning (``adversarial.enabled``): the shared :class:`audiolab.adversarial.GANStep` (manual
+optimisation: discriminator step on the target-present rows, then the extractor step with the loss above as the
+one reconstruction term plus adversarial + feature-matching terms); discriminator ``msstft`` (EnCodec MS-STFT) or
+``hifigan`` (MPD + MSD). Start it from a trained extractor: ``init_from=<run> init_strict=false
+model.adversarial.enabled=true objective.gradient_clip_val=null`` (the GAN step clips each optimizer itself;
+gradient accumulation is not available with manual optimisation).
+
 Optimisation: AdamW, linear warm-up then cosine to ``optim.min_lr`` (per optimizer step; ``optim.total_steps`` or
 ``trainer.max_steps``), gradient clipping and accumulation by the trainer (``objective.gradient_clip_val``,
 ``trainer.accumulate_grad_batches``); ``train/micro_step`` (batches) is logged next to ``trainer/global_step``
@@ -45,6 +52,11 @@ LOSS_DEFAULTS: dict[str, Any] = {
     "mrstft": {"weight": 0.0, "fft_sizes": [2048, 1024, 512, 256], "overlap": 0.75},
     "target_absent": {"weight": 0.1, "mode": "relative", "max_suppression_db": 30.0, "threshold_db": -30.0},
     "silent_target_db": -70.0,
+}
+ADVERSARIAL_DEFAULTS: dict[str, Any] = {
+    "enabled": False, "discriminator": "msstft", "n_ffts": [1024, 2048, 512, 256, 128], "filters": 32,
+    "loss": "hinge", "reduction": "mean", "adv_weight": 1.0, "feat_weight": 1.0, "start_step": 0,
+    "clip_generator": 5.0, "clip_discriminator": 5.0, "discriminator_lr_scale": 1.0,
 }
 OPTIM_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0, "eps": 1e-8,
                                   "warmup_steps": 0, "min_lr": 0.0, "total_steps": None}
@@ -101,11 +113,12 @@ class TSEModule(L.LightningModule):
     """Batches from :class:`audiolab.models.tse.data.TSEDataModule` (rows: mixture, enrollment, target, present...)."""
 
     def __init__(self, sample_rate: int, net: dict, loss: dict | None = None, optim: dict | None = None,
-                 metrics: dict | None = None, diagnostics: dict | None = None):
+                 metrics: dict | None = None, diagnostics: dict | None = None, adversarial: dict | None = None):
         super().__init__()
-        net, loss, optim, metrics, diagnostics = map(plain, (net, loss or {}, optim or {}, metrics or {}, diagnostics or {}))
+        net, loss, optim, metrics, diagnostics, adversarial = map(
+            plain, (net, loss or {}, optim or {}, metrics or {}, diagnostics or {}, adversarial or {}))
         self.save_hyperparameters({"sample_rate": sample_rate, "net": net, "loss": loss, "optim": optim,
-                                   "metrics": metrics, "diagnostics": diagnostics})
+                                   "metrics": metrics, "diagnostics": diagnostics, "adversarial": adversarial})
         self.sample_rate = int(sample_rate)
         self.net = TSENet(sample_rate=self.sample_rate, **net)
         self.loss_cfg = _merge(LOSS_DEFAULTS, loss, "loss")
@@ -118,6 +131,27 @@ class TSEModule(L.LightningModule):
             self.mrstft = MultiScaleSpectralLoss(self.loss_cfg["mrstft"]["fft_sizes"], self.loss_cfg["mrstft"]["overlap"],
                                                  reduction_over_scales="mean")
         self.register_buffer("micro_steps", torch.zeros((), dtype=torch.long))
+        adv = {**ADVERSARIAL_DEFAULTS, **adversarial}
+        unknown = set(adversarial) - set(ADVERSARIAL_DEFAULTS)
+        if unknown:
+            raise ValueError(f"model.adversarial: unknown keys {sorted(unknown)} (known: {', '.join(sorted(ADVERSARIAL_DEFAULTS))})")
+        self.adv_cfg = adv
+        self.gan = None
+        self.discriminator = None
+        if adv["enabled"]:
+            from audiolab.adversarial import GANStep, MultiScaleSTFTDiscriminator, hifigan_discriminator
+
+            if adv["discriminator"] == "msstft":
+                self.discriminator = MultiScaleSTFTDiscriminator(adv["n_ffts"], adv["filters"])
+            elif adv["discriminator"] == "hifigan":
+                self.discriminator = hifigan_discriminator()
+            else:
+                raise ValueError(f"model.adversarial.discriminator must be msstft|hifigan, got {adv['discriminator']!r}")
+            self.automatic_optimization = False
+            self.gan = GANStep({"tse": 1.0}, loss=adv["loss"], reduction=adv["reduction"], adv_weight=adv["adv_weight"],
+                               feat_weight=adv["feat_weight"], start_step=adv["start_step"],
+                               clip_generator=adv["clip_generator"], clip_discriminator=adv["clip_discriminator"])
+            self.gan.attach(self)
         self._scores: dict[str, TSEScores] = {}
         self.report_dir: Path | None = None  # evaluate.py / train set this to write test_rows.csv
         self.audio_output_dir: Path | None = None
@@ -163,11 +197,20 @@ class TSEModule(L.LightningModule):
         return terms
 
     # ------------------------------------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         est = self.net(batch["mixture"], batch["enrollment"])
         terms = self.loss_terms(est, batch)
         self.micro_steps += 1
         n = batch["mixture"].shape[0]
+        if self.gan is not None:
+            tp = batch["present"]
+            if not bool(tp.any()):  # the discriminator sees target-present rows only
+                tp = torch.ones_like(tp)
+            self.gan.step(self, real=batch["target"][tp], fake=est[tp], losses={"tse": terms["loss"]},
+                          discriminator=self.discriminator, batch_size=n)
+            self.log_dict({f"train/{k}": v.detach() for k, v in terms.items() if k != "loss"}, batch_size=n)
+            self.log("train/micro_step", float(self.micro_steps), batch_size=n)
+            return None
         logs = {f"train/{k}": v.detach() for k, v in terms.items()}
         logs["train/micro_step"] = float(self.micro_steps)
         self.log_dict(logs, batch_size=n, prog_bar=False)
@@ -283,8 +326,6 @@ class TSEModule(L.LightningModule):
     # ------------------------------------------------------------------------------------------- optim
     def configure_optimizers(self):
         c = self.optim_cfg
-        opt = torch.optim.AdamW(self.net.parameters(), lr=float(c["lr"]), betas=tuple(float(b) for b in c["betas"]),
-                                eps=float(c["eps"]), weight_decay=float(c["weight_decay"]))
         total = c["total_steps"]
         if total is None and self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
             total = int(self.trainer.max_steps)
@@ -298,6 +339,18 @@ class TSEModule(L.LightningModule):
             p = min(1.0, (step - warm) / max(1, total - warm))
             return (floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * p))) / base
 
+        if self.gan is not None:
+            from functools import partial
+
+            from audiolab.adversarial import gan_optimizers
+
+            return gan_optimizers(self.net.parameters(), self.discriminator.parameters(),
+                                  partial(torch.optim.AdamW, lr=float(c["lr"]), betas=tuple(float(b) for b in c["betas"]),
+                                          eps=float(c["eps"]), weight_decay=float(c["weight_decay"])),
+                                  scheduler=partial(torch.optim.lr_scheduler.LambdaLR, lr_lambda=factor), interval="step",
+                                  discriminator_lr_scale=float(self.adv_cfg["discriminator_lr_scale"]))
+        opt = torch.optim.AdamW(self.net.parameters(), lr=float(c["lr"]), betas=tuple(float(b) for b in c["betas"]),
+                                eps=float(c["eps"]), weight_decay=float(c["weight_decay"]))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
