@@ -39,7 +39,9 @@ lint: setup
 	$(VENV)/bin/ruff check src tests
 
 # Debian packages for real-data checks (needs root or sudo) and the `data` extra (ffmpeg for G.722), then
-# re-render the embedded demo to check it and build the codec corpus data/codec_corpus (speech + music).
+# prepare the embedded demo and build the codec corpus data/codec_corpus (speech + music).
+# The apt-get line installs exactly the Debian packages of src/audiolab/data/sources.py (tests/data/test_sources.py
+# checks both ways): a new data source is one entry there plus its package here.
 data: setup
 	@if command -v apt-get >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -48,8 +50,9 @@ data: setup
 	    festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k \
 	    festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph festvox-suopuhe-lj \
 	    festvox-suopuhe-mv festvox-ca-ona-hts ktuberling-data wamerican; \
-	else echo "apt-get not found: install fluidsynth, FluidR3_GM.sf2, flite, asterisk-core-sounds-en-g722 and sonic-pi-samples yourself"; fi
+	else echo "apt-get not found: install what 'python -m audiolab.data.sources' lists as MISSING yourself"; fi
 	$(PY) -m pip install --quiet -e ".[data]"
+	$(PY) -m audiolab.data.sources
 	$(PY) -m audiolab.prepare ddsp input_dir=embedded
 	$(PY) -m audiolab.prepare codec_corpus out_dir=data/codec_corpus
 	$(PY) -m audiolab.prepare tse_corpus out_dir=data/tse_corpus

@@ -7,7 +7,7 @@ Layout written under ``out_dir`` (every file written atomically: temporary file 
 ``os.replace``)::
 
     speech/flite_<voice>/<voice>_sNN.wav    # flite voices kal16, awb, rms, slt (16 kHz, mono)
-    speech/asterisk/<prompt>.wav           # asterisk core sounds, en, G.722 decoded with ffmpeg (16 kHz)
+    speech/asterisk/<prompt>.wav           # asterisk core sounds, US English, G.722 decoded with ffmpeg (16 kHz)
     music/fluidsynth/<kind>_NN.wav         # seeded MIDI phrases rendered with FluidR3_GM (24 kHz, mono)
     music/sonicpi/<name>.flac              # sonic-pi loops and a few ambient/guitar samples (44.1 kHz, copied)
     manifest.json                          # one entry per file: source, category, file, seconds, rate, params
@@ -18,13 +18,17 @@ Sources (``sources=`` selects a subset, comma-separated; default all):
 - ``flite``: the four flite voices built from real recordings (``kal16``, ``awb``, ``rms``, ``slt``), each reading
   :data:`SENTENCES_PER_VOICE` sentences drawn (seeded) from :data:`SENTENCES`, a fixed list of natural sentences
   written for this project. ``flite -voice rms -t "text" -o out.wav``; deterministic.
-- ``asterisk``: every prompt of ``/usr/share/asterisk/sounds/en`` (recursive; the ``silence/`` folder and the
-  beep/tone prompts are left out), one professional US English female voice. Prompts in sub-folders are
-  flattened (``digits/1.g722`` -> ``digits__1.wav``).
+- ``asterisk``: every prompt of the ``asterisk-core-sounds-en-g722`` voice folder ``en_US_f_Allison``
+  (recursive; the ``silence/`` folder and the beep/tone prompts are left out), one professional US English female
+  voice. Prompts in sub-folders are flattened (``digits/1.g722`` -> ``digits__1.wav``).
 - ``fluidsynth``: :data:`PHRASES_PER_KIND` phrases of 8-10 s for each of piano (GM 0), guitar (24), violin (40),
   cello (42), flute (73) (monophonic legato melodies composed by :func:`audiolab.audio.midi.compose`)
   and a polyphonic piano chord progression, rendered with reverb and chorus off at 24 kHz.
 - ``sonicpi``: ``loop_*``, ``ambi_*`` and ``guit_*`` samples, copied unchanged (file names kept).
+
+Every system file, folder and program is found through :mod:`audiolab.data.sources` (``flite``,
+``fluidsynth``, ``fluidr3_gm``, ``asterisk_en_g722``, ``sonicpi_samples``, ``ffmpeg``), which names the package
+to install when one is missing.
 
 Re-running is fast: files that already exist are kept (they are complete: atomic writes), only missing ones are
 made, and the manifest is rewritten. Audio files inside the builder's own source folders that are not part of the
@@ -58,8 +62,8 @@ from audiolab.audio.midi import (
     write_midi,
 )
 from audiolab.audio.speech import CorpusError, decode_g722, render_flite
-from audiolab.audio.speech import ffmpeg_exe as _ffmpeg_exe
-from audiolab.audio.speech import which_tool as _which
+from audiolab.audio.speech import locate_tool as _locate
+from audiolab.data import sources as data_sources
 from audiolab.data.cache import atomic_write_bytes, atomic_write_json
 from audiolab.data.cli import NULLS, boolean, comma_list, optional, parse_key_values
 
@@ -78,17 +82,14 @@ __all__ = [
 CORPUS_VERSION = 1
 SOURCES: tuple[str, ...] = ("flite", "asterisk", "fluidsynth", "sonicpi")
 FLITE_VOICES: tuple[str, ...] = ("kal16", "awb", "rms", "slt")
+FLITE_RATE = 16000
 SENTENCES_PER_VOICE = 40
-ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 ASTERISK_RATE = 16000
 #: Asterisk prompts that are not speech (tones and beeps); the ``silence`` folder is skipped as a whole.
 ASTERISK_EXCLUDE = frozenset({"beep", "beeperr", "ascending-2tone", "descending-2tone"})
 ASTERISK_EXCLUDE_DIRS = frozenset({"silence"})
-SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 MIDI_RATE = 24000
 PHRASES_PER_KIND = 4
-SONICPI_DIR = Path("/usr/share/sonic-pi/samples")
-SONICPI_PATTERNS: tuple[str, ...] = ("loop_*.flac", "ambi_*.flac", "guit_*.flac")
 
 #: Sixty plain English sentences written for this corpus (no third-party text).
 SENTENCES: tuple[str, ...] = (
@@ -166,13 +167,21 @@ class _Job:
     params: dict[str, Any]
 
 
+# -- tools -------------------------------------------------------------------------------------------------------
+def _source_files(name: str, globs: tuple[str, ...] | None = None) -> list[Path]:
+    try:
+        return data_sources.source_files(name, globs)
+    except data_sources.SourceMissing as exc:
+        raise CorpusError(str(exc)) from None
+
+
 # -- plans -------------------------------------------------------------------------------------------------------
 def _limit(items: list, max_per_source: int | None) -> list:
     return items if max_per_source is None else items[: max(0, int(max_per_source))]
 
 
 def _plan_flite(seed: int, max_per_source: int | None) -> list[_Job]:
-    _which("flite", "flite")
+    _locate("flite")
     jobs = []
     n = min(SENTENCES_PER_VOICE, len(SENTENCES))
     for v, voice in enumerate(FLITE_VOICES):
@@ -187,17 +196,14 @@ def _plan_flite(seed: int, max_per_source: int | None) -> list[_Job]:
     return jobs
 
 
-def _plan_asterisk(max_per_source: int | None, asterisk_dir: Path = ASTERISK_DIR) -> list[_Job]:
-    if not asterisk_dir.is_dir():
-        raise CorpusError(f"{asterisk_dir} not found: apt-get install asterisk-core-sounds-en-g722 (make data)")
+def _plan_asterisk(max_per_source: int | None) -> list[_Job]:
+    asterisk_dir = _locate("asterisk_en_g722")
     src_dir = asterisk_dir.resolve()
     files = sorted(
-        p for p in src_dir.rglob("*.g722")
-        if p.stem not in ASTERISK_EXCLUDE and not (set(p.relative_to(src_dir).parts[:-1]) & ASTERISK_EXCLUDE_DIRS)
+        src_dir / p.relative_to(asterisk_dir) for p in _source_files("asterisk_en_g722")
+        if p.stem not in ASTERISK_EXCLUDE and not (set(p.relative_to(asterisk_dir).parts[:-1]) & ASTERISK_EXCLUDE_DIRS)
     )
-    if not files:
-        raise CorpusError(f"no .g722 prompts under {asterisk_dir}: apt-get install asterisk-core-sounds-en-g722")
-    ffmpeg = _ffmpeg_exe()
+    ffmpeg = str(_locate("ffmpeg"))
     jobs = []
     for p in _limit(files, max_per_source):
         rel = p.relative_to(src_dir).with_suffix("").as_posix()
@@ -281,10 +287,12 @@ def _render_phrase(out: Path, kind: str, program: int, seconds: float, seed: int
 
 
 def _plan_fluidsynth(seed: int, max_per_source: int | None, phrases_per_kind: int = PHRASES_PER_KIND,
-                     soundfont: Path = SOUNDFONT) -> list[_Job]:
-    _which("fluidsynth", "fluidsynth")
-    if not Path(soundfont).is_file():  # fluidsynth silently falls back to another soundfont otherwise
-        raise CorpusError(f"soundfont {soundfont} not found: apt-get install fluid-soundfont-gm (make data)")
+                     soundfont: Path | None = None) -> list[_Job]:
+    _locate("fluidsynth")
+    if soundfont is None:
+        soundfont = _locate("fluidr3_gm")
+    elif not Path(soundfont).is_file():  # fluidsynth silently falls back to another soundfont otherwise
+        raise CorpusError(f"soundfont {soundfont} not found: {data_sources.install_hint('fluidr3_gm')}")
     try:
         import mido  # noqa: F401
     except ImportError:
@@ -309,12 +317,12 @@ def _copy_atomic(src: Path, out: Path) -> None:
     os.utime(out, (src.stat().st_atime, src.stat().st_mtime))
 
 
-def _plan_sonicpi(max_per_source: int | None, sonicpi_dir: Path = SONICPI_DIR) -> list[_Job]:
-    groups = [sorted(sonicpi_dir.glob(pat)) for pat in SONICPI_PATTERNS] if sonicpi_dir.is_dir() else []
+def _plan_sonicpi(max_per_source: int | None) -> list[_Job]:
+    _source_files("sonicpi_samples")  # the folder and at least one sample, else the error names the package
+    sonicpi_dir = _locate("sonicpi_samples")
+    groups = [sorted(sonicpi_dir.glob(pat)) for pat in data_sources.get("sonicpi_samples").globs]
     # Round-robin over the patterns so that a small max_per_source still gets loops, ambiences and guitars.
     files = [g[i] for i in range(max((len(g) for g in groups), default=0)) for g in groups if i < len(g)]
-    if not files:
-        raise CorpusError(f"no sonic-pi samples under {sonicpi_dir}: apt-get install sonic-pi-samples (make data)")
     return [
         _Job("sonicpi", "music", f"music/sonicpi/{p.name}", lambda out, s=p: _copy_atomic(s, out),
              {"original": str(p), "license": "sonicpi"})

@@ -12,7 +12,7 @@ Layout written under ``--out`` (default: the embedded demo folder ``audiolab/ass
     audio/flute/flute_00.flac     # a second timbre (held-out / transfer demos)
     manifest.json                 # file, instrument, GM program, seconds, MIDI notes
 
-Re-render (needs ``fluidsynth`` and ``/usr/share/sounds/sf2/FluidR3_GM.sf2``)::
+Re-render (needs ``fluidsynth`` and FluidR3_GM.sf2: ``make data`` installs both; :mod:`audiolab.data.sources`)::
 
     python -m audiolab.models.ddsp.demo            # write everything
     python -m audiolab.models.ddsp.demo --verify   # + pitch check of rendered f0 against the MIDI notes
@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 from audiolab.audio.midi import (
-    DEFAULT_SOUNDFONT,
     FLUTE,
     VIOLIN,
     InstrumentSpec,
@@ -51,8 +50,10 @@ PLAN: list[tuple[InstrumentSpec, float]] = [
 
 
 
-def render_all(out: Path = HERE, soundfont: Path = DEFAULT_SOUNDFONT) -> dict:
-    """Compose, write MIDI, render and encode every file of :data:`PLAN`; write ``manifest.json``."""
+def render_all(out: Path = HERE, soundfont: Path | None = None) -> dict:
+    """Compose, write MIDI, render and encode every file of :data:`PLAN`; write ``manifest.json``.
+
+    ``soundfont``: default FluidR3_GM (:func:`audiolab.audio.midi.default_soundfont`)."""
     import soundfile as sf
 
     entries = []
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     """CLI: ``python -m audiolab.models.ddsp.demo [--out DIR] [--soundfont SF2] [--verify]``."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=HERE)
-    p.add_argument("--soundfont", type=Path, default=DEFAULT_SOUNDFONT)
+    p.add_argument("--soundfont", type=Path, default=None, help="default: FluidR3_GM.sf2 (fluid-soundfont-gm)")
     p.add_argument("--verify", action="store_true", help="pitch-check the renders against the MIDI notes")
     p.add_argument("--verify-only", action="store_true", help="only run the pitch check")
     args = p.parse_args(argv)

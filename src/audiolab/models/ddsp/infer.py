@@ -19,7 +19,7 @@ then the DDSP network of the checkpoint turns them back into audio:
 ``OUTPUT`` is written at the model's sample rate (``.wav``/``.flac``/``.ogg``), ``F * hop`` samples long
 (``F = n_input_samples // hop``, so within one hop of the input duration). ``--save-controls`` also writes
 ``OUTPUT`` with suffix ``.npz`` (amplitude, harmonic_distribution, noise_magnitudes, f0_hz, loudness_db).
-``--seed`` (default 0) seeds torch and numpy: torchcrepe dithers its f0 by up to +-20 cents (triangular) at random
+``--seed`` (default 0) seeds torch and CREPE's f0 dither (torchcrepe dithers its f0 by up to +-20 cents, triangular)
 and the noise synth is random, so a fixed seed makes runs reproducible (and e.g. a ``--pitch-shift 12`` run sees exactly 2x the f0 of
 the resynthesis run).
 
@@ -31,9 +31,9 @@ MLP decoder is frame-wise anyway. The onepole control smoothing (if configured) 
 harmonic oscillator phase restarts at every chunk boundary (a possible soft click every ~30 s). Reverb (if the
 model has one) is applied once over the whole concatenated dry signal, so its tail is not cut at boundaries.
 
-This module does not import the Lightning training code: the network is rebuilt with
-:func:`audiolab.models.ddsp.synth.build_ddsp` from the config stored in the checkpoint and the ``net.*`` weights
-of the checkpoint's state_dict are loaded into it (:func:`load_ddsp`).
+The network comes from the shared loader :func:`audiolab.utils.checkpoint.load_trained` (``weights_only=True``;
+the module of the stored config with its EMA weights when EMA was on), of which only ``net`` is used
+(:func:`load_ddsp`); no training step runs.
 
 Exit status: 0 on success, 2 on a missing/invalid checkpoint or an unreadable input (message on stderr, no
 traceback).
@@ -54,9 +54,8 @@ from audiolab.audio.features import a_weighted_loudness
 from audiolab.audio.io import AudioLoadError, load_audio, save_audio
 from audiolab.dsp import normalize_harmonics
 from audiolab.models.ddsp.data import compute_features
-from audiolab.models.ddsp.synth import DDSP, build_ddsp
-from audiolab.utils.checkpoint import load_checkpoint, stored_config
-from audiolab.utils.config import plain
+from audiolab.models.ddsp.synth import DDSP
+from audiolab.utils.checkpoint import load_trained
 
 __all__ = ["load_ddsp", "transform_features", "render", "main", "ONE_PASS_SECONDS", "CHUNK_FRAMES", "MIN_LOUDNESS_DB"]
 
@@ -66,45 +65,26 @@ ONE_PASS_SECONDS = 60.0
 CHUNK_FRAMES = 8000
 #: Loudness floor (dB) of the training features (A-weighted loudness, 80 dB range).
 MIN_LOUDNESS_DB = -80.0
-DDSP_TARGET_SUFFIX = "DDSPModule"
-_PREFIX = "net."
 
 
 def load_ddsp(ckpt_path: str | Path, device: str | torch.device = "cpu") -> tuple[DDSP, DictConfig]:
-    """Rebuild the DDSP network of a training checkpoint (no Lightning code involved).
+    """Rebuild the DDSP network of a training checkpoint (no training code paths involved).
 
     Args:
-        ckpt_path: ``.ckpt`` file (or a run folder: see :func:`audiolab.utils.checkpoint.load_checkpoint`).
+        ckpt_path: ``.ckpt`` file or run folder (probe_best.ckpt, else last.ckpt), loaded by
+            :func:`audiolab.utils.checkpoint.load_trained` (``weights_only=True``, EMA weights when EMA was on).
         device: where the network is put.
 
     Returns:
-        ``(net, cfg)``: the :class:`DDSP` module in eval mode with the checkpoint's ``net.*`` weights, and the
-        stored (resolved) training config.
+        ``(net, cfg)``: the :class:`DDSP` module (``DDSPModule.net``) in eval mode and the stored (resolved)
+        training config.
 
     Raises:
         FileNotFoundError: the checkpoint does not exist (message names the path).
         ValueError: unreadable checkpoint, no stored config, not a DDSP checkpoint, or weights that do not fit.
     """
-    ckpt = load_checkpoint(ckpt_path)
-    path = ckpt.get("_path", str(ckpt_path))
-    cfg = stored_config(ckpt)
-    target = str(OmegaConf.select(cfg, "model._target_", default="") or "")
-    if not target.endswith(DDSP_TARGET_SUFFIX):
-        raise ValueError(
-            f"checkpoint {path!r} is not a DDSP checkpoint: its model._target_ is {target or None!r}, "
-            f"expected audiolab.models.ddsp.module.{DDSP_TARGET_SUFFIX}"
-        )
-    m = cfg.model
-    net = build_ddsp(int(m.sample_rate), int(m.frame_rate), plain(m.net), plain(m.decoder))
-    state = ckpt.get("state_dict") or {}
-    weights = {k[len(_PREFIX):]: v for k, v in state.items() if k.startswith(_PREFIX)}
-    if not weights:
-        raise ValueError(f"checkpoint {path!r} has no '{_PREFIX}*' weights in its state_dict")
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError as err:
-        raise ValueError(f"checkpoint {path!r}: weights do not match the stored model config ({err})") from err
-    return net.to(device).eval(), cfg
+    trained = load_trained(ckpt_path, family="ddsp", submodule="net", device=device)
+    return trained.module, trained.config
 
 
 def transform_features(
@@ -222,14 +202,13 @@ def _run(args: argparse.Namespace) -> None:
         raise ValueError(f"output {str(output)!r}: extension must be .wav, .flac or .ogg")
     net, cfg = load_ddsp(args.ckpt, device=device)
     torch.manual_seed(args.seed)
-    np.random.seed(args.seed)  # torchcrepe's dither draws from numpy's global RNG (scipy.stats.triang)
     sr, fr = net.config.sample_rate, net.config.frame_rate
     crepe = args.crepe or str(OmegaConf.select(cfg, "data.crepe_model", default="full") or "full")
 
     audio = load_audio(args.input, sr)
     if audio.shape[-1] < net.config.hop_length:
         raise AudioLoadError(f"audio file {str(args.input)!r} is shorter than one frame ({net.config.hop_length} samples)")
-    feats = compute_features(audio, sr, fr, crepe_model=crepe, device=device)
+    feats = compute_features(audio, sr, fr, crepe_model=crepe, device=device, crepe_seed=args.seed)
     f0_in = torch.from_numpy(feats["f0_hz"])
     ld_in = torch.from_numpy(feats["loudness_db"])
     conf = torch.from_numpy(feats["confidence"])

@@ -16,12 +16,12 @@ speaker-disjoint split never puts the same voice on both sides):
   recordings; each reads ``utterances_per_voice`` sentences of 6-10 random dictionary words (``wamerican``; random
   rare words so two sentences almost never share a word: a diphone synthesiser renders a repeated word nearly
   identically, and a shared word between enrollment and mixture would let a model match waveforms).
-- ``festival`` (``festival`` + ``festvox-*``): the voice names are read from each package's own file list
-  (``dpkg -L``: the folder ``festival/voices/<language>/<voice>``); ``kal_diphone`` joins speaker ``kal`` and
-  ``cmu_us_slt_arctic_hts`` joins ``slt``. Non-English voices read the same English word lists with their own
+- ``festival`` (``festival`` + ``festvox-*``): the voice name is the name of each package's voice folder as
+  registered in :mod:`audiolab.data.sources` (``festival/voices/<language>/<voice>``); ``kal_diphone`` joins speaker
+  ``kal`` and ``cmu_us_slt_arctic_hts`` joins ``slt``. Non-English voices read the same English word lists with their own
   letter-to-sound rules (their identity is what matters here). ``text2wave -eval "(voice_<name>)"``.
-- ``asterisk`` (``asterisk-core-sounds-en-g722``): every prompt of the package's g722 folder (located with
-  ``dpkg -L``), one professional female voice (speaker ``allison``), 16 kHz after G.722 decoding.
+- ``asterisk`` (``asterisk-core-sounds-en-g722``): every prompt of the package's g722 folder (the registered
+  source ``asterisk_en_g722``), one professional female voice (speaker ``allison``), 16 kHz after G.722 decoding.
 - ``ktuberling`` (``ktuberling-data``): one voice per language folder (inferred; the package does not document
   speakers) of isolated words, 8-48 kHz; language variants with identical files (the four Serbian folders) are one
   speaker. Utterances are 3-6 words joined with 60-250 ms gaps, each word RMS-normalised. The words of a speaker
@@ -40,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -51,12 +50,13 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from audiolab.audio.speech import CorpusError, decode_g722, ffmpeg_exe, render_flite
+from audiolab.audio.speech import CorpusError, decode_g722, locate_tool, render_flite
+from audiolab.data import sources as data_sources
 from audiolab.data.cache import atomic_write_bytes, atomic_write_json
 from audiolab.data.cli import boolean, comma_list, parse_key_values
 
-__all__ = ["SOURCES", "build_tse_corpus", "build_synthetic_corpus", "synth_utterance", "package_files", "random_sentence",
-           "main", "CorpusError"]
+__all__ = ["SOURCES", "build_tse_corpus", "build_synthetic_corpus", "synth_utterance", "random_sentence", "main",
+           "CorpusError"]
 
 CORPUS_VERSION = 1
 SOURCES: tuple[str, ...] = ("flite", "festival", "asterisk", "ktuberling")
@@ -70,18 +70,10 @@ FESTIVAL_PACKAGES: dict[str, str] = {
     "festvox-czech-ph": "cs_ph", "festvox-suopuhe-lj": "fi_lj", "festvox-suopuhe-mv": "fi_mv",
     "festvox-ca-ona-hts": "ca_ona",
 }
-ASTERISK_PACKAGE = "asterisk-core-sounds-en-g722"
 ASTERISK_EXCLUDE = frozenset({"beep", "beeperr", "ascending-2tone", "descending-2tone"})
-KTUBERLING_PACKAGE = "ktuberling-data"
-WORDLIST_PACKAGE = "wamerican"
 WORDS_PER_SENTENCE = (6, 10)
 WORDS_PER_UTTERANCE = (3, 6)
 ENROLL_POOL_FRACTION = 0.3
-AUDIO_EXT = (".wav", ".ogg", ".opus", ".flac")
-
-
-class _Missing(CorpusError):
-    pass
 
 
 @dataclasses.dataclass
@@ -95,36 +87,22 @@ class _Job:
     params: dict[str, Any]
 
 
-# -- package discovery --------------------------------------------------------------------------------------------
-def package_files(package: str) -> list[Path]:
-    """Files installed by a Debian package (``dpkg-query -L``), in the package's order.
-
-    Raises:
-        CorpusError: dpkg is missing or the package is not installed (the message names ``apt-get install``).
-    """
-    exe = shutil.which("dpkg-query")
-    if exe is None:
-        raise _Missing(f"dpkg-query not found: this recipe reads Debian packages ({package}); install them with make data")
-    proc = subprocess.run([exe, "-L", package], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise _Missing(f"package {package} is not installed: apt-get install {package} (make data)")
-    return [Path(line) for line in proc.stdout.splitlines() if line.startswith("/")]
+# -- sources (audiolab.data.sources: every path a builder reads, with the package that installs it) ---------------
+def _source_files(name: str) -> list[Path]:
+    try:
+        return data_sources.source_files(name)
+    except data_sources.SourceMissing as exc:
+        raise CorpusError(str(exc)) from None
 
 
 def _festival_voice(package: str) -> str:
-    """The festival voice a ``festvox-*`` package installs: its folder ``.../festival/voices/<language>/<voice>``."""
-    for p in package_files(package):
-        if p.parent.parent.name == "voices" and "festival" in p.parts and p.is_dir() and not p.name.endswith(".common"):
-            return p.name
-    raise CorpusError(f"package {package}: no festival/voices/<language>/<voice> folder in its file list")
+    """The festival voice a ``festvox-*`` package installs: the name of its registered voice folder."""
+    return locate_tool(f"festvox_{package.removeprefix('festvox-').replace('-', '_')}").name
 
 
 def _wordlist() -> list[str]:
-    files = [p for p in package_files(WORDLIST_PACKAGE) if p.parent == Path("/usr/share/dict") and p.is_file()]
-    if not files:
-        raise CorpusError(f"package {WORDLIST_PACKAGE} lists no word file under /usr/share/dict")
     words = []
-    for line in files[0].read_text(encoding="utf-8", errors="ignore").splitlines():
+    for line in locate_tool("wordlist").read_text(encoding="utf-8", errors="ignore").splitlines():
         w = line.strip()
         if w.isascii() and w.isalpha() and w.islower() and 4 <= len(w) <= 10:
             words.append(w)
@@ -166,9 +144,7 @@ def _render_flite(text: str, voice: str, out: Path) -> None:
 
 
 def _render_festival(text: str, voice: str, out: Path) -> None:
-    exe = shutil.which("text2wave")
-    if exe is None:
-        raise _Missing("text2wave not found: apt-get install festival (make data)")
+    exe = str(locate_tool("text2wave"))
     with tempfile.TemporaryDirectory() as d:
         txt, wav = Path(d) / "x.txt", Path(d) / "x.wav"
         txt.write_text(text + "\n")
@@ -223,11 +199,10 @@ def _plan_tts(sources: Sequence[str], n: int, seed: int) -> list[_Job]:
     jobs: list[_Job] = []
     voices: list[tuple[str, str, str, Callable[[str, str, Path], None]]] = []
     if "flite" in sources:
-        if shutil.which("flite") is None:
-            raise _Missing("flite not found: apt-get install flite (make data)")
+        locate_tool("flite")
         voices += [(f"flite_{v}", spk, v, _render_flite) for v, spk in FLITE_SPEAKERS.items()]
     if "festival" in sources:
-        package_files("festival")
+        locate_tool("text2wave")
         for pkg, spk in FESTIVAL_PACKAGES.items():
             voice = _festival_voice(pkg)
             voices.append((f"festival_{voice}", spk, voice, _render_festival))
@@ -242,11 +217,9 @@ def _plan_tts(sources: Sequence[str], n: int, seed: int) -> list[_Job]:
 
 
 def _plan_asterisk() -> list[_Job]:
-    files = sorted(p for p in package_files(ASTERISK_PACKAGE)
-                   if p.suffix == ".g722" and p.stem not in ASTERISK_EXCLUDE and "silence" not in p.parts)
-    if not files:
-        raise CorpusError(f"package {ASTERISK_PACKAGE} lists no .g722 prompts")
-    ffmpeg = ffmpeg_exe()
+    files = sorted(p for p in _source_files("asterisk_en_g722")
+                   if p.stem not in ASTERISK_EXCLUDE and "silence" not in p.parts)
+    ffmpeg = str(locate_tool("ffmpeg"))
     jobs = []
     for p in files:
         jobs.append(_Job("allison", "prompts", "asterisk", f"allison/asterisk_{p.stem}.flac", "any",
@@ -256,11 +229,8 @@ def _plan_asterisk() -> list[_Job]:
 
 def _plan_ktuberling(n: int, seed: int) -> list[_Job]:
     by_lang: dict[str, list[Path]] = {}
-    for p in package_files(KTUBERLING_PACKAGE):
-        if p.suffix.lower() in AUDIO_EXT and "sounds" in p.parts and p.parent.name != "sounds":
-            by_lang.setdefault(p.parent.name, []).append(p)
-    if not by_lang:
-        raise CorpusError(f"package {KTUBERLING_PACKAGE} lists no word recordings under .../sounds/<language>/")
+    for p in _source_files("ktuberling_sounds"):  # <sounds>/<language>/<word>.{ogg,wav,opus}
+        by_lang.setdefault(p.parent.name, []).append(p)
     # language variants that ship the very same recordings (sr, sr@latin, ...) are one speaker
     seen: dict[str, str] = {}
     jobs: list[_Job] = []
@@ -291,7 +261,7 @@ def _plan_ktuberling(n: int, seed: int) -> list[_Job]:
 ATTRIBUTION = """# Attribution — TSE speaker corpus
 
 Generated on this machine by `python -m audiolab.prepare tse_corpus` from Debian packages; not redistributed by
-audiolab. Each package's licence is in `/usr/share/doc/<package>/copyright`:
+audiolab. Each package's licence is its Debian copyright file (`dpkg -L <package> | grep copyright`):
 
 - flite voices (kal16, awb, rms, slt): package `flite` (BSD-style, CMU / Edinburgh voice databases).
 - festival voices: `festival` + `festvox-kallpc16k`, `festvox-kdlpc16k`, `festvox-us-slt-hts`, `festvox-italp16k`,

@@ -470,6 +470,7 @@ class TSEDataModule(CachedSplitDataModule):
         storage_dtype: str = "float16",
     ) -> None:
         super().__init__()
+        simulation = _plain(simulation)  # hyper-parameters go into checkpoints: plain types only (weights_only load)
         self.save_hyperparameters()
         check_hparams([("data.sample_rate", sample_rate, int(sample_rate) > 0, "a positive integer (Hz)"),
                        ("data.crop_seconds", crop_seconds, crop_seconds > 0, "> 0"),
@@ -481,6 +482,7 @@ class TSEDataModule(CachedSplitDataModule):
                        ("data.test_mixtures", test_mixtures, test_mixtures >= 2, ">= 2"),
                        *(("data." + k, v, ok, w) for k, v, ok, w in split_fraction_checks(val_fraction, test_fraction))])
         self.split_seed, self.overfit_batches = int(split_seed), 0
+        self.on_bad_file = on_bad_file
         self._index: SpeakerIndex | None = None
         self._store: _AudioStore | None = None
         self.root, self.cache_dir = root, cache_dir
@@ -488,7 +490,7 @@ class TSEDataModule(CachedSplitDataModule):
         self.n_samples = int(round(crop_seconds * sample_rate))
         self.n_enroll = int(round(enroll_seconds * sample_rate))
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
-        self.sim_cfg = _merge(DEFAULTS, _plain(simulation))
+        self.sim_cfg = _merge(DEFAULTS, simulation)
         if self.sim_cfg["reverb"]["target"] not in ("early", "dry", "reverberant"):
             raise ValueError(f"data.simulation.reverb.target must be early|dry|reverberant, got {self.sim_cfg['reverb']['target']!r}")
 
@@ -502,6 +504,10 @@ class TSEDataModule(CachedSplitDataModule):
         if not r.is_dir():
             raise FileNotFoundError(f"TSE corpus root {str(r)!r} does not exist: {ROOT_HINT}")
         return r
+
+    def min_source(self) -> tuple[int, str]:
+        """Any non-empty utterance is usable: shorter ones than a crop are placed at a random offset (zero padding)."""
+        return 1, "data.crop_seconds (shorter utterances are zero-padded)"
 
     def _prepare(self, progress: bool) -> Path:
         return prepare_audio_cache(self._root(), self.cache_dir, sample_rate=self.sample_rate,

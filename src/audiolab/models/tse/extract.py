@@ -30,6 +30,7 @@ import torchaudio
 
 from audiolab.audio.io import AudioLoadError, load_audio, save_audio
 from audiolab.models.tse.nets import TSENet
+from audiolab.utils.checkpoint import CheckpointError
 
 __all__ = ["Extractor", "load_extractor", "extract_file", "main"]
 
@@ -37,17 +38,12 @@ log = logging.getLogger("audiolab")
 
 
 def load_extractor(source: str | Path, device: str = "cpu") -> tuple[TSENet, int]:
-    """The extraction net (EMA weights when EMA was on) and its sample rate from a run folder or ``.ckpt``."""
-    from audiolab.utils.checkpoint import build_module, load_checkpoint, stored_config
+    """The extraction net (EMA weights when EMA was on) and its sample rate from a run folder or ``.ckpt``
+    (the shared loader :func:`audiolab.utils.checkpoint.load_trained`, ``weights_only=True``, family ``tse``)."""
+    from audiolab.utils.checkpoint import load_trained
 
-    ckpt = load_checkpoint(source)
-    cfg = stored_config(ckpt)
-    target = str(cfg.model.get("_target_", ""))
-    if not target.startswith("audiolab.models.tse."):
-        raise ValueError(f"checkpoint {ckpt['_path']!r} holds a {target!r} model, not a TSE model (audiolab.models.tse)")
-    module = build_module(cfg, ckpt)
-    net = module.net.to(device).eval()
-    return net, int(module.sample_rate)
+    net = load_trained(source, family="tse", submodule="net", device=device).module
+    return net, int(net.sample_rate)
 
 
 class Extractor:
@@ -162,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         info = extract_file(a.ckpt, a.mixture, a.enrollment, a.out, chunk_seconds=a.chunk_seconds,
                             context_seconds=a.context_seconds, min_enroll_seconds=a.min_enroll_seconds, device=a.device)
-    except (AudioLoadError, ValueError, FileNotFoundError) as err:
+    except (AudioLoadError, ValueError, FileNotFoundError, CheckpointError) as err:
         sys.exit(f"extract: {err}")
     print(json.dumps(info))
 
