@@ -203,3 +203,24 @@ def test_gan_fine_tuning_steps_discriminator_and_extractor(tse_corpus, tmp_path)
     assert any(not torch.equal(a, b) for a, b in zip(g0, module.net.parameters()))
     for k in ("train/d_loss", "train/adv", "train/feat", "train/tse"):
         assert math.isfinite(float(trainer.callback_metrics[k])), k
+
+
+def test_speaker_classification_loss_uses_corpus_speaker_ids(tse_corpus, tmp_path):
+    dm = TSEDataModule(str(tse_corpus), str(tmp_path / "cache"), crop_seconds=0.5, enroll_seconds=0.5, batch_size=2,
+                       val_mixtures=2, test_mixtures=2, val_fraction=0.3, test_fraction=0.3)
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    ids = dm._index.speaker_ids
+    assert batch["enroll_speaker_id"].tolist() == [ids[s] for s in batch["enroll_speaker"]]
+    module = TSEModule(SR, net=TINY, loss={"speaker_ce": {"weight": 0.5, "n_classes": 16}})
+    module.net(batch["mixture"], batch["enrollment"])
+    ce = module.speaker_ce(batch["enroll_speaker_id"])
+    assert float(ce) == pytest.approx(math.log(16), abs=1.0)  # untrained head: near chance
+    small = TSEModule(SR, net=TINY, loss={"speaker_ce": {"weight": 0.5, "n_classes": 2}})
+    small.net(batch["mixture"], batch["enrollment"])
+    if int(batch["enroll_speaker_id"].max()) >= 2:
+        with pytest.raises(ValueError, match="speaker_ce.n_classes=2"):
+            small.speaker_ce(batch["enroll_speaker_id"])
+    with pytest.raises(ValueError, match="film=true"):
+        TSEModule(SR, net={**TINY, "film": False}, loss={"speaker_ce": {"weight": 0.5}})

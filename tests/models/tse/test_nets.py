@@ -146,3 +146,19 @@ def test_mask_output_passes_the_mixture_at_init():
     with torch.no_grad():
         y = net(x, e)
     assert torch.allclose(y, x, atol=1e-4)
+
+
+def test_band_log_energy_restores_the_level_the_band_norm_removes():
+    from audiolab.models.tse.nets import BandSplitEncoder
+
+    torch.manual_seed(0)
+    edges = band_edges(256, 16000, [[500, 8000]])
+    spec = torch.randn(1, 129, 5, dtype=torch.complex64)
+    louder = spec.clone()
+    louder[:, edges[1] : edges[2]] *= 10.0  # one band 20 dB up
+    plain = BandSplitEncoder(8, edges, 1e-5)
+    assert torch.allclose(plain(spec), plain(louder), atol=1e-4)  # LayerNorm per band: level invisible
+    enc = BandSplitEncoder(8, edges, 1e-5, log_energy=True)
+    a, b = enc(spec), enc(louder)
+    changed = (a - b).abs().amax(dim=(0, 1, 2))  # [K]
+    assert changed[1] > 1e-3 and torch.all(changed[torch.arange(len(changed)) != 1] < 1e-5)

@@ -42,7 +42,8 @@ file, byte for byte).
 
 Batch (``B`` mixtures x ``Q`` queries flattened to ``N = B * Q`` rows): ``mixture [N, T]``, ``target [N, T]``,
 ``other [N, T]`` (the other main talker's reference, zeros for TA rows), ``enrollment [N, Te]``, ``present [N]`` bool,
-``mix_id [N]`` long, ``query [N]`` long (0, 1, 2), ``swap_of [N]`` long (for the mixture-swap row: the global row id
+``mix_id [N]`` long, ``query [N]`` long (0, 1, 2), ``enroll_speaker_id [N]`` long (the enrollment speaker's index
+among all corpus speakers, sorted: the label of the optional speaker-classification loss), ``swap_of [N]`` long (for the mixture-swap row: the global row id
 ``mix_id * Q`` of the row that used the same enrollment on a mixture containing that speaker, else -1),
 ``speaker`` / ``enroll_speaker`` / ``description`` lists.
 """
@@ -142,6 +143,8 @@ class SpeakerIndex:
             self.by_speaker.setdefault(spk, []).append(len(self.utts))
             self.utts.append(u)
         self.kinds = {s: kinds.get(s, "any") for s in self.by_speaker}
+        #: speaker -> class index (sorted over the whole corpus): labels of the optional speaker-classification loss
+        self.speaker_ids = {s: i for i, s in enumerate(sorted(self.by_speaker))}
 
     def mixable(self, spk: str) -> list[int]:
         return [i for i in self.by_speaker[spk] if self.utts[i]["role"] in ("mix", "any")]
@@ -375,6 +378,7 @@ class MixtureSimulator:
                 "present": t is not None,
                 "speaker": recipe["talkers"][t]["speaker"] if t is not None else "",
                 "enroll_speaker": q["enroll"]["speaker"],
+                "enroll_speaker_id": self.index.speaker_ids[q["enroll"]["speaker"]],
                 "swap_of": int(swap_of[qi]) if swap_of is not None else -1,
             })
         return {"mixture": audio["mixture"], "enrollments": audio["enrollments"], "queries": q_rows, "mix_id": mix_id,
@@ -384,7 +388,8 @@ class MixtureSimulator:
 def collate_queries(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Flatten ``B`` items x ``Q`` queries into ``N`` rows (see the module docs)."""
     rows: dict[str, list] = {k: [] for k in ("mixture", "target", "other", "enrollment", "present", "mix_id", "query",
-                                             "swap_of", "speaker", "enroll_speaker", "description")}
+                                             "swap_of", "enroll_speaker_id", "speaker", "enroll_speaker",
+                                             "description")}
     for it in items:
         for qi, q in enumerate(it["queries"]):
             rows["mixture"].append(it["mixture"])
@@ -397,12 +402,13 @@ def collate_queries(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
             rows["swap_of"].append(q["swap_of"])
             rows["speaker"].append(q["speaker"])
             rows["enroll_speaker"].append(q["enroll_speaker"])
+            rows["enroll_speaker_id"].append(q["enroll_speaker_id"])
             rows["description"].append(it["description"])
     out: dict[str, Any] = {}
     for k in ("mixture", "target", "other", "enrollment"):
         out[k] = torch.from_numpy(np.stack(rows[k]))
     out["present"] = torch.tensor(rows["present"], dtype=torch.bool)
-    for k in ("mix_id", "query", "swap_of"):
+    for k in ("mix_id", "query", "swap_of", "enroll_speaker_id"):
         out[k] = torch.tensor(rows[k], dtype=torch.long)
     for k in ("speaker", "enroll_speaker", "description"):
         out[k] = rows[k]

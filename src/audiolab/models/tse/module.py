@@ -13,7 +13,9 @@ normalises, so they do not depend on the input gain): ``PSA`` = mean |(|Ŝ| - |S
 spectrum approximation, Erdogan et al. 2015, with the estimate's phase in place of the mixture's);
 ``CL1`` = mean(|ΔRe| + |ΔIm| + |Δ|·||) (ESPnet FrequencyDomainL1); ``MRSTFT`` = the shared multi-scale L1
 magnitude + log-magnitude loss. The TP terms are averaged over the TP rows and the TA term over the TA rows of a
-batch, then added (so ``target_absent.weight`` does not depend on the TA fraction). A TP row whose target is quieter than ``loss.silent_target_db`` dBFS is treated as
+batch, then added (so ``target_absent.weight`` does not depend on the TA fraction). Optional ``speaker_ce``:
+cross-entropy of the enrollment speaker (index among the corpus speakers) from the FiLM speaker embedding through a
+linear head (SpEx+'s multi-task speaker loss), training rows only. A TP row whose target is quieter than ``loss.silent_target_db`` dBFS is treated as
 TA (SI-SDR of a silent target is undefined).
 
 Optional GAN fine-tuning (``adversarial.enabled``): the shared :class:`audiolab.adversarial.GANStep` (manual
@@ -51,6 +53,7 @@ LOSS_DEFAULTS: dict[str, Any] = {
     "complex_l1": {"weight": 0.0, "n_fft": 512, "hop": 128},
     "mrstft": {"weight": 0.0, "fft_sizes": [2048, 1024, 512, 256], "overlap": 0.75},
     "target_absent": {"weight": 0.1, "mode": "relative", "max_suppression_db": 30.0, "threshold_db": -30.0},
+    "speaker_ce": {"weight": 0.0, "n_classes": 256},
     "silent_target_db": -70.0,
 }
 ADVERSARIAL_DEFAULTS: dict[str, Any] = {
@@ -130,6 +133,12 @@ class TSEModule(L.LightningModule):
 
             self.mrstft = MultiScaleSpectralLoss(self.loss_cfg["mrstft"]["fft_sizes"], self.loss_cfg["mrstft"]["overlap"],
                                                  reduction_over_scales="mean")
+        self.speaker_head = None
+        if float(self.loss_cfg["speaker_ce"]["weight"]) > 0:
+            if not self.net.use_film:
+                raise ValueError("model.loss.speaker_ce needs model.net.film=true (it classifies the FiLM speaker embedding)")
+            self.speaker_head = torch.nn.Linear(int(net.get("emb_dim", 48)), int(self.loss_cfg["speaker_ce"]["n_classes"]))
+            self.net.keep_speaker_embedding = True
         self.register_buffer("micro_steps", torch.zeros((), dtype=torch.long))
         adv = {**ADVERSARIAL_DEFAULTS, **adversarial}
         unknown = set(adversarial) - set(ADVERSARIAL_DEFAULTS)
@@ -197,9 +206,25 @@ class TSEModule(L.LightningModule):
         return terms
 
     # ------------------------------------------------------------------------------------------- training
+    def speaker_ce(self, labels: Tensor) -> Tensor:
+        """Cross-entropy of the enrollment speaker from the FiLM embedding of the last forward (SpEx+-style
+        auxiliary loss: makes the speaker embedding discriminative early, when the extractor is still on the
+        'return the mixture' plateau)."""
+        n = int(self.loss_cfg["speaker_ce"]["n_classes"])
+        if int(labels.max()) >= n:
+            raise ValueError(f"model.loss.speaker_ce.n_classes={n} but the corpus has speaker index {int(labels.max())}")
+        z, self.net.last_speaker_embedding = self.net.last_speaker_embedding, None
+        if z is None:
+            raise RuntimeError("speaker_ce: no speaker embedding from the last forward (net.keep_speaker_embedding)")
+        with torch.autocast(device_type=labels.device.type, enabled=False):
+            return torch.nn.functional.cross_entropy(self.speaker_head(z.float()), labels)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         est = self.net(batch["mixture"], batch["enrollment"])
         terms = self.loss_terms(est, batch)
+        if self.speaker_head is not None:
+            terms["speaker_ce"] = self.speaker_ce(batch["enroll_speaker_id"])
+            terms["loss"] = terms["loss"] + float(self.loss_cfg["speaker_ce"]["weight"]) * terms["speaker_ce"]
         self.micro_steps += 1
         n = batch["mixture"].shape[0]
         if self.gan is not None:
@@ -344,12 +369,14 @@ class TSEModule(L.LightningModule):
 
             from audiolab.adversarial import gan_optimizers
 
-            return gan_optimizers(self.net.parameters(), self.discriminator.parameters(),
+            gen = list(self.net.parameters()) + (list(self.speaker_head.parameters()) if self.speaker_head is not None else [])
+            return gan_optimizers(gen, self.discriminator.parameters(),
                                   partial(torch.optim.AdamW, lr=float(c["lr"]), betas=tuple(float(b) for b in c["betas"]),
                                           eps=float(c["eps"]), weight_decay=float(c["weight_decay"])),
                                   scheduler=partial(torch.optim.lr_scheduler.LambdaLR, lr_lambda=factor), interval="step",
                                   discriminator_lr_scale=float(self.adv_cfg["discriminator_lr_scale"]))
-        opt = torch.optim.AdamW(self.net.parameters(), lr=float(c["lr"]), betas=tuple(float(b) for b in c["betas"]),
+        params = list(self.net.parameters()) + (list(self.speaker_head.parameters()) if self.speaker_head is not None else [])
+        opt = torch.optim.AdamW(params, lr=float(c["lr"]), betas=tuple(float(b) for b in c["betas"]),
                                 eps=float(c["eps"]), weight_decay=float(c["weight_decay"]))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

@@ -267,13 +267,19 @@ class ConvDecoder(nn.Module):
 
 
 class BandSplitEncoder(nn.Module):
-    def __init__(self, channels: int, edges: Sequence[int], eps: float):
+    """Per band: LayerNorm of its real/imag bins, then Linear to D. ``log_energy``: the band's log energy per frame
+    (which the per-band LayerNorm removes) is appended to the normalised bins before the Linear, so the spectral
+    envelope (the level of each band relative to the others: what tells voices apart) reaches the net."""
+
+    def __init__(self, channels: int, edges: Sequence[int], eps: float, log_energy: bool = False):
         super().__init__()
         self.edges = list(edges)
         self.n_units = len(edges) - 1
+        self.log_energy = bool(log_energy)
         widths = [b - a for a, b in zip(edges[:-1], edges[1:])]
+        extra = 1 if self.log_energy else 0
         self.norms = nn.ModuleList([nn.LayerNorm(2 * w, eps=eps) for w in widths])
-        self.fcs = nn.ModuleList([nn.Linear(2 * w, channels) for w in widths])
+        self.fcs = nn.ModuleList([nn.Linear(2 * w + extra, channels) for w in widths])
 
     def forward(self, spec: Tensor) -> Tensor:  # complex [B, F, T] -> [B, D, T, K]
         ri = torch.cat([spec.real, spec.imag], dim=1).transpose(1, 2)  # [B, T, 2F]
@@ -281,7 +287,10 @@ class BandSplitEncoder(nn.Module):
         outs = []
         for k, (a, b) in enumerate(zip(self.edges[:-1], self.edges[1:])):
             band = torch.cat([ri[..., a:b], ri[..., n_bins + a : n_bins + b]], dim=-1)
-            outs.append(self.fcs[k](self.norms[k](band)))
+            feat = self.norms[k](band)
+            if self.log_energy:
+                feat = torch.cat([feat, torch.log10(band.float().square().mean(-1, keepdim=True) + 1e-8).to(feat.dtype)], -1)
+            outs.append(self.fcs[k](feat))
         return torch.stack(outs, dim=-1).transpose(1, 2)  # [B, D, T, K]
 
 
@@ -321,6 +330,7 @@ class TSENet(nn.Module):
         encoder: str = "conv",
         bands: Sequence[Sequence[float]] | None = None,
         band_decoder_hidden: int = 0,
+        band_log_energy: bool = False,
         emb_dim: int = 48,
         emb_ks: int = 1,
         emb_hs: int = 1,
@@ -368,7 +378,7 @@ class TSENet(nn.Module):
             if not bands:
                 raise ValueError("model.net.encoder=bandsplit needs model.net.bands ([[width_hz, until_hz], ...])")
             edges = band_edges(self.n_fft, self.sample_rate, bands)
-            self.encoder = BandSplitEncoder(emb_dim, edges, eps)
+            self.encoder = BandSplitEncoder(emb_dim, edges, eps, band_log_energy)
             n_units = len(edges) - 1
         self.n_units = n_units
         self.fusion_mode = fusion
@@ -413,6 +423,10 @@ class TSENet(nn.Module):
         self.cond_dropout_mode = cond_dropout_mode
         self.grad_checkpointing = bool(grad_checkpointing)
         self.eps = eps
+        # z of the last forward, kept only when asked (the speaker-classification loss): a graph-holding tensor
+        # attribute would break deepcopy (EMA) and hold the graph of the last step
+        self.keep_speaker_embedding = False
+        self.last_speaker_embedding: Tensor | None = None
 
     # ---- STFT
     def stft(self, x: Tensor) -> Tensor:
@@ -479,6 +493,8 @@ class TSENet(nn.Module):
         else:
             x = x + a
         z = enrollment_cache.get("z")
+        if self.keep_speaker_embedding:
+            self.last_speaker_embedding = z
         if z is not None and z.shape[0] != b:
             z = z.expand(b, -1)
         if self.use_film:
