@@ -224,3 +224,31 @@ def test_speaker_classification_loss_uses_corpus_speaker_ids(tse_corpus, tmp_pat
             small.speaker_ce(batch["enroll_speaker_id"])
     with pytest.raises(ValueError, match="film=true"):
         TSEModule(SR, net={**TINY, "film": False}, loss={"speaker_ce": {"weight": 0.5}})
+
+
+def test_ema_of_the_separator_is_what_the_checkpoint_and_the_extractor_hold(tse_corpus, tmp_path):
+    from audiolab.callbacks.config_embed import CONFIG_KEY
+    from audiolab.callbacks.ema import EMA
+
+    torch.manual_seed(0)
+    dm = TSEDataModule(str(tse_corpus), str(tmp_path / "cache"), crop_seconds=0.5, enroll_seconds=0.5, batch_size=1,
+                       val_mixtures=2, test_mixtures=2, val_fraction=0.3, test_fraction=0.3, mixtures_per_epoch=20)
+    module = TSEModule(SR, net=TINY, optim={"lr": 3e-3, "warmup_steps": 0})
+    ema = EMA(decay=0.5, submodule="net")
+    trainer = L.Trainer(max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False, limit_val_batches=0,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[ema])
+    trainer.fit(module, datamodule=dm)
+    ckpt = tmp_path / "ema.ckpt"
+    trainer.save_checkpoint(ckpt)
+    data = torch.load(ckpt, weights_only=False)
+    data[CONFIG_KEY] = {"model": {"_target_": "audiolab.models.tse.module.TSEModule", "sample_rate": SR, "net": TINY}}
+    torch.save(data, ckpt)
+    net, _ = load_extractor(ckpt)
+    loaded = dict(net.named_parameters())
+    raw = dict(module.net.named_parameters())
+    assert ema.num_updates == 6 and set(ema._shadow) == set(loaded)
+    for n, avg in ema._shadow.items():
+        assert torch.equal(loaded[n], avg), n  # the extractor gets the average ...
+    assert any(not torch.equal(loaded[n], raw[n]) for n in loaded)  # ... which differs from the raw weights
+    raw_saved = data["callbacks"][ema.state_key]["raw_weights"]
+    assert all(torch.equal(raw_saved[n], raw[n]) for n in raw)  # raw weights travel for resume
