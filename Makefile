@@ -34,12 +34,15 @@ bench: setup
 	$(PY) -m audiolab.bench codec $(ARGS)
 	$(PY) -m audiolab.bench tokenlm $(ARGS)
 	$(PY) -m audiolab.bench kick $(ARGS)
+	$(PY) -m pip install --quiet --no-deps "espnet==202511"
+	$(PY) -m audiolab.bench tse $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests
 
 # Debian packages for real-data checks (needs root or sudo) and the `data` extra (ffmpeg for G.722), then
-# prepare the embedded demo, build the codec corpus data/codec_corpus (speech + music) and the kick set data/kick
+# prepare the embedded demo, build the codec corpus data/codec_corpus (speech + music), the token-LM music audio,
+# the TSE speaker corpus data/tse_corpus and the kick set data/kick
 # (the packages' kicks + soundfont renders + 2,000 synthetic labelled kicks).
 # The apt-get line installs exactly the Debian packages of src/audiolab/data/sources.py (tests/data/test_sources.py
 # checks both ways): a new data source is one entry there plus its package here.
@@ -48,7 +51,10 @@ data: setup
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    fluidsynth fluid-soundfont-gm flite asterisk-core-sounds-en-g722 sonic-pi-samples \
-	    lmms-common hydrogen-data avldrums.lv2-soundfont chromium chromium-driver; \
+	    lmms-common hydrogen-data avldrums.lv2-soundfont chromium chromium-driver \
+	    festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k \
+	    festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph festvox-suopuhe-lj \
+	    festvox-suopuhe-mv festvox-ca-ona-hts ktuberling-data wamerican; \
 	else echo "apt-get not found: install what 'python -m audiolab.data.sources' lists as MISSING yourself"; fi
 	$(PY) -m pip install --quiet -e ".[data]"
 	$(PY) -m audiolab.data.sources
@@ -56,6 +62,7 @@ data: setup
 	$(PY) -m audiolab.prepare codec_corpus out_dir=data/codec_corpus
 	$(PY) -m audiolab.prepare tokenlm_music out_dir=data/tokenlm_music $(if $(TOKENLM_CODEC),codec=$(TOKENLM_CODEC))
 	$(PY) -m audiolab.prepare kick_data out_dir=data/kick
+	$(PY) -m audiolab.prepare tse_corpus out_dir=data/tse_corpus
 
 # Token-LM data needs a trained codec, which the repo does not ship. `make tokenlm-codec` trains the small CPU codec
 # the token-LM study used (16 kHz, 4 x 1024 codes at 50 Hz, 1000 steps: ~20-40 min on 2 cores; resumes if stopped);

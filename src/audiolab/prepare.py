@@ -2,7 +2,8 @@
 
 Recipes: ``ddsp`` (resample to 16 kHz, CREPE f0 + confidence, A-weighted loudness at 250 Hz, cached);
 ``codec_corpus`` (build the mixed speech + music corpus ``data/codec_corpus`` from Debian packages);
-``codec_tokens`` (tokenize an audio folder with a codec checkpoint for the token LM).
+``codec_tokens`` (tokenize an audio folder with a codec checkpoint for the token LM);
+``tse_corpus`` (speaker folders for target speaker extraction from Debian TTS voices, prompts and word recordings).
 
 Like the other CLIs, a mistake (bad argument, bad or missing file, missing package) prints one line,
 ``prepare <recipe>: <what is wrong>``, on stderr and exits with status 2; a bug still shows its traceback.
@@ -22,6 +23,7 @@ RECIPES = {
     "kick_preprocess": "audiolab.models.kick.data:preprocess_main",
     "kick_synth": "audiolab.models.kick.data:synth_main",
     "kick_data": "audiolab.models.kick.data:data_main",
+    "tse_corpus": "audiolab.models.tse.corpus:main",
 }
 #: Exit status of a user error (as argparse and the codec CLI).
 EXIT_USAGE = 2

@@ -16,6 +16,7 @@ FAMILIES: dict[str, str] = {
     "codec": "codec params and encode/decode real-time factor vs the encodec package",
     "tokenlm": "token-LM generation frames/s (KV cache, CFG) vs transformers MusicGen",
     "kick": "CPU time per 2-s kick by stage (U-Net steps, VAE, vocoder widths) vs diffusers / transformers peers",
+    "tse": "TF-GridNet V2 extractor train step + peak memory vs ESPnet TFGridNetV2",
 }
 
 

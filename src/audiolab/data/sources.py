@@ -77,7 +77,7 @@ class DataSource:
 
 #: Every external input of every data builder. Add a source here (one line) and its package to ``make data``.
 SOURCES: tuple[DataSource, ...] = (
-    DataSource("flite", "flite", "/usr/bin/flite", "program", used_by=("codec_corpus",),
+    DataSource("flite", "flite", "/usr/bin/flite", "program", used_by=("codec_corpus", "tse_corpus"),
                note="the voices kal16, awb, rms, slt are built into flite (libflite1, a dependency)"),
     DataSource("fluidsynth", "fluidsynth", "/usr/bin/fluidsynth", "program",
                used_by=("codec_corpus", "ddsp_demo", "tokenlm_music", "kick_data")),
@@ -85,7 +85,7 @@ SOURCES: tuple[DataSource, ...] = (
                used_by=("codec_corpus", "ddsp_demo", "tokenlm_music", "kick_data"),
                note="not default-GM.sf2: that is an update-alternatives link, whichever soundfont package set it"),
     DataSource("asterisk_en_g722", "asterisk-core-sounds-en-g722", "/usr/share/asterisk/sounds/en_US_f_Allison",
-               "dir", globs=("**/*.g722",), used_by=("codec_corpus",),
+               "dir", globs=("**/*.g722",), used_by=("codec_corpus", "tse_corpus"),
                note="not sounds/en: that link is made by the postinst of asterisk-core-sounds-en (not installed)"),
     DataSource("sonicpi_samples", "sonic-pi-samples", "/usr/share/sonic-pi/samples", "dir",
                globs=("loop_*.flac", "ambi_*.flac", "guit_*.flac"), used_by=("codec_corpus", "tokenlm_music")),
@@ -105,7 +105,22 @@ SOURCES: tuple[DataSource, ...] = (
     DataSource("chromedriver", "chromium-driver", "/usr/bin/chromedriver", "program",
                used_by=("tests/models/kick/test_kick_serve.py",)),
     DataSource("ffmpeg", "imageio-ffmpeg", "imageio_ffmpeg/binaries/ffmpeg-*", "program", installer="pip",
-               used_by=("codec_corpus",), note="decodes the asterisk G.722 prompts"),
+               used_by=("codec_corpus", "tse_corpus"), note="decodes the asterisk G.722 prompts"),
+    # TSE speakers (tse_corpus): festival voices (the folder name is the voice), word recordings, a word list
+    DataSource("text2wave", "festival", "/usr/bin/text2wave", "program", used_by=("tse_corpus",)),
+    *(DataSource(f"festvox_{pkg.removeprefix('festvox-').replace('-', '_')}", pkg,
+                 f"/usr/share/festival/voices/{voice}", "dir", used_by=("tse_corpus",))
+      for pkg, voice in (("festvox-kallpc16k", "english/kal_diphone"), ("festvox-kdlpc16k", "english/ked_diphone"),
+                         ("festvox-us-slt-hts", "us/cmu_us_slt_arctic_hts"), ("festvox-italp16k", "italian/lp_diphone"),
+                         ("festvox-itapc16k", "italian/pc_diphone"), ("festvox-czech-dita", "czech/czech_dita"),
+                         ("festvox-czech-krb", "czech/czech_krb"), ("festvox-czech-machac", "czech/czech_machac"),
+                         ("festvox-czech-ph", "czech/czech_ph"), ("festvox-suopuhe-lj", "finnish/suo_fi_lj_diphone"),
+                         ("festvox-suopuhe-mv", "finnish/hy_fi_mv_diphone"), ("festvox-ca-ona-hts", "catalan/upc_ca_ona_hts"))),
+    DataSource("ktuberling_sounds", "ktuberling-data", "/usr/share/ktuberling/sounds", "dir",
+               globs=("*/*.ogg", "*/*.wav", "*/*.opus"), used_by=("tse_corpus",),
+               note="one folder of isolated words per language (one voice each); the sr* variants are identical"),
+    DataSource("wordlist", "wamerican", "/usr/share/dict/american-english", "file", used_by=("tse_corpus",),
+               note="not /usr/share/dict/words: that is an update-alternatives link"),
 )
 
 

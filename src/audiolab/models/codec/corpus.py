@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -62,8 +61,10 @@ from audiolab.audio.midi import (
     to_mono_trimmed,
     write_midi,
 )
+from audiolab.audio.speech import CorpusError, decode_g722, render_flite
+from audiolab.audio.speech import locate_tool as _locate
 from audiolab.data import sources as data_sources
-from audiolab.data.cache import atomic_path, atomic_write_bytes, atomic_write_json
+from audiolab.data.cache import atomic_write_bytes, atomic_write_json
 from audiolab.data.cli import NULLS, boolean, comma_list, optional, parse_key_values
 
 __all__ = [
@@ -155,10 +156,6 @@ SENTENCES: tuple[str, ...] = (
 )
 
 
-class CorpusError(RuntimeError):
-    """A tool, package or input needed by the corpus builder is missing; the message says what to install."""
-
-
 @dataclasses.dataclass
 class _Job:
     """One output file of the corpus: ``make(out)`` writes it (atomically) if it does not exist yet."""
@@ -171,51 +168,11 @@ class _Job:
 
 
 # -- tools -------------------------------------------------------------------------------------------------------
-def _locate(name: str) -> Path:
-    """:func:`audiolab.data.sources.locate` with a missing source as a :class:`CorpusError` naming the package."""
-    try:
-        return data_sources.locate(name)
-    except data_sources.SourceMissing as exc:
-        raise CorpusError(str(exc)) from None
-
-
 def _source_files(name: str, globs: tuple[str, ...] | None = None) -> list[Path]:
     try:
         return data_sources.source_files(name, globs)
     except data_sources.SourceMissing as exc:
         raise CorpusError(str(exc)) from None
-
-
-def _run_to(out: Path, cmd_for: Callable[[Path], list[str]], check_rate: int | None) -> None:
-    """Run ``cmd_for(tmp)`` writing a WAV to a temporary file next to ``out``, check it, then rename to ``out``
-    (:func:`audiolab.data.cache.atomic_path`: the user's umask mode, no temporary file left on failure)."""
-    with atomic_path(out, suffix=".wav") as tmp:
-        cmd = cmd_for(tmp)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise CorpusError(f"{out}: {cmd[0]} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-        info = sf.info(str(tmp))
-        if check_rate is not None and info.samplerate != check_rate:
-            raise CorpusError(f"{out}: expected {check_rate} Hz, the tool wrote {info.samplerate} Hz")
-        if info.frames == 0:
-            raise CorpusError(f"{out}: the tool wrote no samples")
-
-
-def render_flite(text: str, voice: str, out: str | os.PathLike) -> None:
-    """Speak ``text`` with flite ``voice`` into the WAV ``out`` (16 kHz mono PCM_16; atomic write).
-
-    Raises:
-        CorpusError: flite is missing, the voice is unknown, or flite wrote no audio / another rate.
-    """
-    exe = str(_locate("flite"))
-    _run_to(Path(out), lambda tmp: [exe, "-voice", voice, "-t", text, "-o", str(tmp)], FLITE_RATE)
-
-
-def decode_g722(src: str | os.PathLike, out: str | os.PathLike, ffmpeg: str | None = None) -> None:
-    """Decode a raw G.722 file to a 16 kHz mono PCM_16 WAV at ``out`` with ffmpeg (atomic write)."""
-    exe = ffmpeg or str(_locate("ffmpeg"))
-    _run_to(Path(out), lambda tmp: [exe, "-hide_banner", "-loglevel", "error", "-y", "-f", "g722",
-                                    "-i", str(src), "-f", "wav", "-acodec", "pcm_s16le", str(tmp)], ASTERISK_RATE)
 
 
 # -- plans -------------------------------------------------------------------------------------------------------
