@@ -37,16 +37,18 @@ lint: setup
 	$(VENV)/bin/ruff check src tests
 
 # Debian packages for real-data checks (needs root or sudo) and the `data` extra (ffmpeg for G.722), then
-# re-render the embedded demo to check it, render the DDSP unseen-instrument sets data/ddsp_instruments (FluidR3
-# cello / trumpet / flute; real flute and violin recordings come with lmms-common) and build the codec corpus
-# data/codec_corpus (speech + music).
+# prepare the embedded demo, render the DDSP unseen-instrument sets data/ddsp_instruments (FluidR3 cello /
+# trumpet / flute) and build the codec corpus data/codec_corpus (speech + music).
+# The apt-get line installs exactly the Debian packages of src/audiolab/data/sources.py (tests/data/test_sources.py
+# checks both ways): a new data source is one entry there plus its package here.
 data: setup
 	@if command -v apt-get >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    fluidsynth fluid-soundfont-gm flite asterisk-core-sounds-en-g722 sonic-pi-samples lmms-common; \
-	else echo "apt-get not found: install fluidsynth, FluidR3_GM.sf2, flite, asterisk-core-sounds-en-g722, sonic-pi-samples and lmms-common yourself"; fi
+	else echo "apt-get not found: install what 'python -m audiolab.data.sources' lists as MISSING yourself"; fi
 	$(PY) -m pip install --quiet -e ".[data]"
+	$(PY) -m audiolab.data.sources
 	$(PY) -m audiolab.prepare ddsp input_dir=embedded
 	$(PY) -m audiolab.models.ddsp.demo --instruments data/ddsp_instruments
 	$(PY) -m audiolab.prepare codec_corpus out_dir=data/codec_corpus

@@ -154,3 +154,41 @@ def test_evaluate_checkpoint_without_config(tmp_path):
     with pytest.raises(ValueError, match="plain.ckpt"):
         evaluate(str(path), tmp_path / "eval")
     assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------ too-short files
+def _short_file_root(root: Path) -> Path:
+    """Three 1.5 s files and a 0.1 s one that the seeded split (seed 0) puts alone into the test split."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, f0 in (("good_a", 440.0), ("good_b", 330.0), ("good_c", 220.0)):
+        sf.write(root / f"{name}.wav", _tone(1.5, 16000, f0), 16000)
+    sf.write(root / "a_tiny.wav", _tone(0.1, 16000), 16000)
+    return root
+
+
+def test_too_short_file_stops_the_run_before_training(make_run_cfg, tmp_path, fake_f0):
+    """Was: prepare accepted the 0.1 s file, the datamodule dropped it with a warning, the test split was empty and
+    the run exited 0 with an empty test_metrics.json."""
+    root = _short_file_root(tmp_path / "audio")
+    cfg = _data_cfg(make_run_cfg, tmp_path, root, "error")
+    cfg.test = True
+    with pytest.raises(Exception, match=r"a_tiny\.wav' is too short: 0\.100 s, expected at least 1\.000 s "
+                                        r"\(one example: data\.example_seconds=1\.0\).*data\.on_bad_file=skip"):
+        train_one(cfg)
+    assert not (tmp_path / "run" / "test_metrics.json").exists()
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_too_short_file_skipped_and_listed(make_run_cfg, tmp_path, fake_f0):
+    root = _short_file_root(tmp_path / "audio")
+    cfg = _data_cfg(make_run_cfg, tmp_path, root, "skip")
+    cfg.test = True
+    with pytest.warns(UserWarning, match=r"skipping 1 audio files shorter than 1\.000 s"):
+        train_one(cfg)
+    metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert metrics.get("test/spectral", 0) > 0, metrics
+    (split_manifest,) = (tmp_path / "cache").rglob("splits/*.json")
+    listed = json.loads(split_manifest.read_text())
+    assert listed["too_short"] == ["a_tiny.wav"]
+    assert {f["file"]: f["split"] for f in listed["files"]}["a_tiny.wav"] == "too_short"
+    assert "a_tiny" not in sum(listed["splits"].values(), [])

@@ -25,23 +25,24 @@ import torch
 from audiolab.audio.features import a_weighted_loudness
 from audiolab.audio.io import load_audio, save_audio
 from audiolab.audio.pitch import cents_between, estimate_f0
+from audiolab.data.sources import source_files
 from audiolab.models.ddsp.data import compute_features
 from audiolab.models.ddsp.infer import load_ddsp, resolve_checkpoint_file
 from audiolab.models.ddsp.render import render_whole, window_frames_from_config
 from audiolab.models.ddsp.transfer import auto_adjust, detect_notes, read_dataset_statistics
 
-LMMS = Path("/usr/share/lmms/samples/instruments")
-DEFAULT_FILES = [LMMS / "flute01.ogg", LMMS / "violin_fingered01.ogg"]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True)
-    p.add_argument("files", nargs="*", type=Path, default=DEFAULT_FILES)
+    p.add_argument("files", nargs="*", type=Path, help="default: the lmms-common flute and violin (data source "
+                   "'lmms_instruments' of audiolab.data.sources)")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--out-dir", type=Path, default=None, help="write the rendered audio here")
     p.add_argument("--f0-crepe", default=None, help="CREPE model for the output f0 (default: the checkpoint's)")
     args = p.parse_args(argv)
+    args.files = args.files or source_files("lmms_instruments")
     torch.set_num_threads(1)
     net, cfg = load_ddsp(args.ckpt)
     stats = read_dataset_statistics(resolve_checkpoint_file(args.ckpt))
@@ -52,8 +53,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     f0_crepe = args.f0_crepe or crepe
     rows = []
     for path in args.files:
-        if not path.is_file():
-            raise SystemExit(f"{path} not found (make data installs lmms-common)")
         torch.manual_seed(0)
         np.random.seed(0)
         feats = compute_features(load_audio(path, sr), sr, fr, crepe_model=crepe, device="cpu")

@@ -85,3 +85,22 @@ def test_frame_alignment_of_pitch_step(sr, hop):
     error_ms = 1000.0 * (jump * hop - 0.25 * sr) / sr
     hop_ms = 1000.0 * hop / sr
     assert -hop_ms <= error_ms <= 10.0 + hop_ms, (jump, error_ms)
+
+
+@pytest.mark.parametrize("viterbi", [True, False])
+def test_same_input_same_f0(viterbi):
+    """torchcrepe dithers f0 from numpy's global RNG: was up to +-20 cents apart between two identical calls."""
+    x = _harmonic_tone(440.0, 16000, 0.5) * torch.linspace(0.2, 1.0, 8000)
+    np.random.seed(123)
+    before = np.random.random()
+    np.random.seed(123)
+    a, ca = estimate_f0(x, 16000, 160, model="tiny", viterbi=viterbi)
+    assert np.random.random() == before, "the caller's numpy RNG state must be restored"
+    np.random.random(1000)  # whatever the process drew in between
+    b, cb = estimate_f0(x, 16000, 160, model="tiny", viterbi=viterbi)
+    assert torch.equal(a, b) and torch.equal(ca, cb)
+    c, _ = estimate_f0(x, 16000, 160, model="tiny", viterbi=viterbi, seed=1)
+    assert not torch.equal(a, c), "another seed must draw another dither (the dither is kept)"
+    assert float(cents_between(a, c).abs().max()) <= 41.0  # two dithers of at most one 20-cent bin each
+    batch, _ = estimate_f0(torch.stack([x, x]), 16000, 160, model="tiny", viterbi=viterbi, seed=0)
+    assert torch.equal(batch[0], a) and torch.equal(batch[1], c)  # row b uses seed + b

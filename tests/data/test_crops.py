@@ -190,18 +190,53 @@ def test_bad_files_error_or_skip(corpus, tmp_path):
         prepare_audio_cache(root, tmp_path / "cache", sample_rate=SR, progress=False)
 
 
-def test_too_short_file_skipped(corpus, tmp_path):
+def test_too_short_file_refused_at_preparation_or_skipped(corpus, tmp_path):
     root, f0s = corpus
     write_tone(root / "speech" / "short.wav", 500.0, 0.3, 16000)
     dm = AudioCropDataModule(str(root), str(tmp_path / "cache"), sample_rate=SR, crop_seconds=1.0)
-    dm.prepare_data()
-    with pytest.warns(UserWarning, match="shorter than one crop"):
+    with pytest.raises(AudioLoadError, match=r"short\.wav' is too short: 0\.300 s, expected at least 1\.000 s "
+                                             r"\(one crop: data\.crop_seconds=1\.0\).*data\.on_bad_file=skip"):
+        dm.prepare_data()
+    dm = AudioCropDataModule(str(root), str(tmp_path / "cache"), sample_rate=SR, crop_seconds=1.0, on_bad_file="skip")
+    with pytest.warns(UserWarning, match="skipping 1 audio files shorter than 1.000 s"):
+        dm.prepare_data()
         dm.setup("fit")
     assert dm.too_short == ["speech/short.wav"]
     assert "speech/short.wav" not in dm.splits["train"] + dm.splits["val"] + dm.splits["test"]
     listed = json.loads(dm.split_manifest_path.read_text())
     assert listed["too_short"] == ["speech/short.wav"]
     assert {f["file"]: f["split"] for f in listed["files"]}["speech/short.wav"] == "too_short"
+
+
+def test_short_file_policy_is_separate_from_bad_files(corpus, tmp_path):
+    """on_short_file=skip (the codec config: its corpus has spoken prompts under 1 s) skips short files while a
+    broken file still stops the run."""
+    root, f0s = corpus
+    write_tone(root / "speech" / "short.wav", 500.0, 0.3, 16000)
+    (root / "music" / "broken.wav").write_bytes(b"RIFF....not audio")
+    kw = {"sample_rate": SR, "crop_seconds": 1.0, "on_short_file": "skip"}
+    with pytest.raises(AudioLoadError, match="broken.wav"):
+        AudioCropDataModule(str(root), str(tmp_path / "cache"), **kw).prepare_data()
+    (root / "music" / "broken.wav").unlink()
+    dm = AudioCropDataModule(str(root), str(tmp_path / "cache"), **kw)
+    with pytest.warns(UserWarning, match="skipping 1 audio files shorter"):
+        dm.setup("fit")
+    assert dm.too_short == ["speech/short.wav"]
+    with pytest.raises(ValueError, match="on_short_file must be one of"):
+        AudioCropDataModule(str(root), str(tmp_path / "cache"), on_short_file="ignore")
+
+
+def test_empty_split_is_an_error_naming_it(tmp_path):
+    """One file per category: every category goes to train only, so val and test would be empty (and the run
+    would end with an empty test_metrics.json)."""
+    root = tmp_path / "audio"
+    write_tone(root / "speech" / "a.wav", 300.0, 2.0, SR)
+    write_tone(root / "music" / "b.wav", 400.0, 2.0, SR)
+    dm = AudioCropDataModule(str(root), str(tmp_path / "cache"), sample_rate=SR, crop_seconds=0.5)
+    dm.prepare_data()
+    with pytest.warns(UserWarning, match="single split group"), \
+            pytest.raises(ValueError, match=r"^the val split has no examples \(2 usable files"):
+        dm.setup("fit")
 
 
 def test_missing_root_names_the_key(tmp_path):

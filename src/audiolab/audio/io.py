@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import pathlib
-import tempfile
 from collections.abc import Iterable
 
 import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+
+from audiolab.data.cache import atomic_path
 
 __all__ = ["AudioLoadError", "load_audio", "save_audio", "audio_files", "AUDIO_EXTENSIONS"]
 
@@ -43,11 +44,12 @@ def load_audio(
     *,
     min_seconds: float = 0.0,
     allow_silent: bool = False,
+    channel: int | None = None,
 ) -> torch.Tensor:
     """Load an audio file as a mono float32 tensor at ``sample_rate``.
 
-    Pipeline: ``soundfile.read(always_2d=True, dtype="float32")`` -> mean over channels ->
-    ``torchaudio.functional.resample`` if the file rate differs from ``sample_rate``.
+    Pipeline: ``soundfile.read(always_2d=True, dtype="float32")`` -> mean over channels (or the one ``channel``)
+    -> ``torchaudio.functional.resample`` if the file rate differs from ``sample_rate``.
 
     Args:
         path: audio file (any format libsndfile decodes: wav incl. 8/16/24/32-bit and float,
@@ -55,12 +57,13 @@ def load_audio(
         sample_rate: target rate in Hz.
         min_seconds: minimum duration in seconds (measured at the file's own rate).
         allow_silent: if False, a file whose peak |x| < 1e-6 raises.
+        channel: ``None`` = downmix (mean of the channels); ``k`` = only channel ``k`` (0-based).
 
     Returns:
         float32 tensor ``[T]`` in [-1, 1] (nominal), ``T = ceil(T_file * sample_rate / file_rate)``.
 
     Raises:
-        AudioLoadError: missing, undecodable, empty, too short, non-finite or silent file.
+        AudioLoadError: missing, undecodable, empty, too short, non-finite or silent file; no channel ``channel``.
         ValueError: ``sample_rate`` not positive.
     """
     if sample_rate <= 0:
@@ -90,13 +93,16 @@ def load_audio(
     if not np.isfinite(data).all():
         raise AudioLoadError(f"audio file {str(p)!r} contains non-finite samples (NaN/Inf); expected finite audio")
 
+    if channel is not None and not 0 <= int(channel) < data.shape[1]:
+        raise AudioLoadError(f"audio file {str(p)!r} has {data.shape[1]} channel(s): no channel {channel} (0-based)")
     # Downmix before resampling: one resample instead of one per channel.
-    mono = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1, dtype=np.float32)))
+    picked = data.mean(axis=1, dtype=np.float32) if channel is None else data[:, int(channel)]
+    mono = torch.from_numpy(np.ascontiguousarray(picked))
     if not allow_silent and float(mono.abs().max()) < _SILENCE_PEAK:
         # Checked on the downmix so a perfectly anti-phase stereo file (silent in mono) is also caught.
         raise AudioLoadError(
             f"audio file {str(p)!r} is silent (peak < {_SILENCE_PEAK:g}); expected non-silent audio "
-            "(pass allow_silent=True to accept it)"
+            "(to keep silent files set data.allow_silent=true, or allow_silent=true for python -m audiolab.prepare)"
         )
     if int(file_sr) != int(sample_rate):
         mono = AF.resample(mono, orig_freq=int(file_sr), new_freq=int(sample_rate))
@@ -104,7 +110,8 @@ def load_audio(
 
 
 def save_audio(path: str | os.PathLike, audio: torch.Tensor | np.ndarray, sample_rate: int) -> None:
-    """Write audio atomically (temp file in the target directory, then ``os.replace``).
+    """Write audio atomically (:func:`audiolab.data.cache.atomic_path`: temp file in the target directory, mode
+    from the user's umask, then ``os.replace``; no temp file is left behind on failure).
 
     Args:
         path: destination; the extension picks the format: ``.wav`` -> PCM_16 WAV, ``.flac`` -> PCM_16 FLAC,
@@ -139,18 +146,8 @@ def save_audio(path: str | os.PathLike, audio: torch.Tensor | np.ndarray, sample
     frames = np.ascontiguousarray(frames)
 
     container, subtype = _SAVE_FORMATS[ext]
-    p.parent.mkdir(parents=True, exist_ok=True)
-    # Temp file in the same directory so os.replace is an atomic rename on the same filesystem.
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
-    os.close(fd)
-    try:
-        sf.write(tmp, frames, int(sample_rate), subtype=subtype, format=container)
-        os.replace(tmp, p)
-    except BaseException:
-        # Never leave half-written temp files behind (e.g. KeyboardInterrupt mid-write).
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(p) as tmp:
+        sf.write(str(tmp), frames, int(sample_rate), subtype=subtype, format=container)
 
 
 def audio_files(

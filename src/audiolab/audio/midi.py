@@ -7,21 +7,19 @@ Used by every family that synthesises training audio from MIDI: the embedded DDS
   (presets :data:`VIOLIN`, :data:`FLUTE`, :data:`CELLO`, :data:`TRUMPET`).
 * :func:`write_midi` (melody + CC11 expression) / :func:`save_midi_events` (any event list): one-track MIDI.
 * :func:`render_wav`: the ``fluidsynth`` CLI with the MIT-licensed FluidR3_GM soundfont (Debian
-  ``fluid-soundfont-gm``), reverb and chorus off; :func:`to_mono_trimmed`: downmix, fixed make-up gain, trim.
+  ``fluid-soundfont-gm``; both found through :mod:`audiolab.data.sources`), reverb and chorus off; :func:`to_mono_trimmed`: downmix, fixed make-up gain, trim.
 
 Rendering is deterministic: a rerun with the same fluidsynth/soundfont gives identical audio.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 TICKS_PER_BEAT = 480
 TEMPO_US = 500_000  # 120 bpm: one beat = 0.5 s
 # Fixed make-up gain (+12 dB) applied to every render: fluidsynth at -g 0.8 peaks around 0.1-0.2 for a single
@@ -168,17 +166,28 @@ def save_midi_events(path: Path, events: list, program: int, initial_controls=((
     mid.save(str(path))
 
 
-def render_wav(midi_path: Path, wav_path: Path, soundfont: Path = DEFAULT_SOUNDFONT, *, sample_rate: int) -> None:
+def default_soundfont() -> Path:
+    """FluidR3_GM.sf2 of the Debian package ``fluid-soundfont-gm`` (:mod:`audiolab.data.sources` entry
+    ``fluidr3_gm``); raises :class:`audiolab.data.sources.SourceMissing` naming the package if it is absent."""
+    from audiolab.data.sources import locate
+
+    return locate("fluidr3_gm")
+
+
+def render_wav(midi_path: Path, wav_path: Path, soundfont: Path | None = None, *, sample_rate: int) -> None:
     """Render ``midi_path`` to ``wav_path`` at ``sample_rate`` Hz with the fluidsynth CLI (no reverb/chorus, gain 0.8).
 
-    Raises FileNotFoundError if the soundfont or the fluidsynth binary is missing (fluidsynth would silently
-    fall back to another soundfont otherwise).
+    ``soundfont`` defaults to :func:`default_soundfont`. Raises FileNotFoundError (``SourceMissing``, naming the
+    package) if the soundfont or the fluidsynth binary is missing (fluidsynth would silently fall back to another
+    soundfont otherwise).
     """
-    if not Path(soundfont).is_file():
-        raise FileNotFoundError(f"soundfont not found: {soundfont} (apt-get install fluid-soundfont-gm)")
-    exe = shutil.which("fluidsynth")
-    if exe is None:
-        raise FileNotFoundError("fluidsynth binary not found (apt-get install fluidsynth)")
+    from audiolab.data.sources import install_hint, locate
+
+    if soundfont is None:
+        soundfont = default_soundfont()
+    elif not Path(soundfont).is_file():
+        raise FileNotFoundError(f"soundfont not found: {soundfont} ({install_hint('fluidr3_gm')})")
+    exe = str(locate("fluidsynth"))
     cmd = [exe, "-ni", "-q", "-g", "0.8", "-r", str(sample_rate), "-o", "synth.reverb.active=0",
            "-o", "synth.chorus.active=0", "-F", str(wav_path), str(soundfont), str(midi_path)]
     subprocess.run(cmd, check=True, capture_output=True)

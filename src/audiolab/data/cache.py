@@ -3,27 +3,30 @@
 A cache directory is ``<cache_dir>/<content_hash(files, params)>/``. Its key covers the *inputs* (relative path,
 size and modification time of each source file) and the *preparation parameters*, so the same inputs with the same
 parameters map to the same directory and are reused, while any change (a file edited, added or removed, a
-parameter changed) gives a new directory. Every file is written atomically (temporary file in the same directory,
-then ``os.replace``); a family writes its ``manifest.json`` last, so a cache directory without a manifest is
-incomplete by construction.
+parameter changed) gives a new directory. Every file is written atomically (:func:`atomic_path`: temporary file in
+the same directory, fsync, ``os.replace``; mode from the user's umask like any ``open()``; the temporary file is
+removed on failure); a family writes its ``manifest.json`` last, so a cache directory without a manifest is
+incomplete by construction. Every atomic writer of audiolab (caches, JSON results, audio, ``.alc`` files, the
+corpus builder) goes through :func:`atomic_path`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["content_hash", "atomic_write_bytes", "atomic_save_npz", "atomic_write_json", "completed_manifest", "skip_bad_file",
-           "HASH_CHARS"]
+__all__ = ["content_hash", "atomic_path", "atomic_write_bytes", "atomic_save_npz", "atomic_write_json", "completed_manifest", "skip_bad_file",
+           "split_too_short", "HASH_CHARS"]
 
 #: Number of hex characters of the SHA-1 digest used as the cache directory name.
 HASH_CHARS = 16
@@ -63,24 +66,66 @@ def content_hash(files: Sequence[str | os.PathLike], params: dict[str, Any], roo
     return h.hexdigest()[:HASH_CHARS]
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, then ``os.replace``.
+def current_umask() -> int:
+    """The process umask. Read from ``/proc/self/status`` where possible: ``os.umask`` can only be read by setting
+    it, which races with other threads creating files."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
-    Parent folders are created. Readers see either the old file, no file, or the complete new file.
+
+def _fsync(path: str | os.PathLike, directory: bool = False) -> None:
+    with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories (or read-only handles)
+        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` to write to; on success it replaces ``path`` atomically.
+
+    The temporary file exists (empty) when the block starts, named ``.<name>.<random><suffix>`` in the destination
+    folder (so the final ``os.replace`` is a rename within one filesystem, whatever ``$TMPDIR`` is), with mode
+    ``0o666 & ~umask`` — what ``open()`` gives, not ``mkstemp``'s 0600, so a group sharing a cache or results
+    folder can read it. Writers may reopen or truncate it (libsndfile, a subprocess; pick ``suffix`` when the
+    writer infers the format from it). When the block ends normally the file is fsynced and renamed over
+    ``path`` (then the folder is fsynced); when it raises, or is interrupted, the temporary file is removed and
+    ``path`` is left as it was. Parent folders are created. Readers see the old file, no file, or the new file.
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=str(p.parent))
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            os.fchmod(fd, 0o666 & ~current_umask())
+        finally:
+            os.close(fd)
+        yield tmp
+        _fsync(tmp)
         os.replace(tmp, p)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
         raise
+    _fsync(p.parent, directory=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_path`: same-folder temp file, umask mode, fsync, rename).
+
+    Parent folders are created. Readers see either the old file, no file, or the complete new file.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def atomic_save_npz(path: str | os.PathLike, **arrays: Any) -> None:
@@ -125,3 +170,30 @@ def skip_bad_file(exc: Exception, path: str | os.PathLike, rel: str, on_bad_file
         raise exc
     warnings.warn(f"skipping bad audio file {path}: {exc}", stacklevel=3)
     skipped.append({"file": rel, "path": str(path), "reason": str(exc)})
+
+
+def split_too_short(sources: Sequence[dict[str, Any]], min_samples: int, sample_rate: int, on_bad_file: str,
+                    why: str, skip_hint: str = "data.on_bad_file=skip") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Apply the too-short rule to cached sources (each with ``n_samples`` at ``sample_rate`` and ``path``).
+
+    A source shorter than ``min_samples`` cannot give one training example: ``on_bad_file="error"`` raises an
+    :class:`~audiolab.audio.io.AudioLoadError` naming the first such file, ``why`` (the config key that sets the
+    limit) and ``skip_hint`` (how to skip them instead); ``"skip"`` warns once and returns them.
+
+    Returns:
+        ``(usable sources, too-short sources)``, both in the order given.
+    """
+    from audiolab.audio.io import AudioLoadError
+
+    short = [s for s in sources if int(s["n_samples"]) < int(min_samples)]
+    if short and on_bad_file == "error":
+        s = short[0]
+        raise AudioLoadError(
+            f"audio file {s['path']!r} is too short: {int(s['n_samples']) / sample_rate:.3f} s, expected at least "
+            f"{min_samples / sample_rate:.3f} s ({why}); {len(short)} file(s) too short. "
+            f"set {skip_hint} to skip them (listed in the split manifest)"
+        )
+    if short:
+        warnings.warn(f"skipping {len(short)} audio files shorter than {min_samples / sample_rate:.3f} s ({why}), "
+                      f"e.g. {[s['file'] for s in short[:3]]} (listed in the split manifest)", stacklevel=3)
+    return [s for s in sources if int(s["n_samples"]) >= int(min_samples)], short

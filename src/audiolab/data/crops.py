@@ -37,7 +37,6 @@ Batches: ``{"audio": float32 [B, T], "source": list[str]}`` (``source`` = file p
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import warnings
@@ -51,8 +50,8 @@ from torch.utils.data import Dataset, Sampler
 
 from audiolab.audio.io import AudioLoadError, audio_files, load_audio
 from audiolab.data.cache import (
+    atomic_path,
     atomic_save_npz,
-    atomic_write_bytes,
     atomic_write_json,
     completed_manifest,
     content_hash,
@@ -90,12 +89,16 @@ _LOUDNESS_BLOCK_S = 0.4
 
 
 # -- preparation ---------------------------------------------------------------------------------------------
-def _params(sample_rate: int, normalize: str, target_lufs: float, dtype: str) -> dict[str, Any]:
-    """Everything that changes the cached audio (the cache key's parameter part)."""
+def _params(sample_rate: int, normalize: str, target_lufs: float, dtype: str,
+            allow_silent: bool = False) -> dict[str, Any]:
+    """Everything that changes the cached audio (the cache key's parameter part). Keys that only exist for a
+    non-default choice (``target_lufs``, ``allow_silent``) keep the keys of caches made before they existed."""
     p: dict[str, Any] = {"family": _CACHE_FAMILY, "version": CACHE_VERSION, "sample_rate": int(sample_rate),
                          "normalize": normalize, "dtype": dtype, "downmix": "mean", "resampler": "torchaudio"}
     if normalize == "loudness":
         p["target_lufs"] = float(target_lufs)
+    if allow_silent:
+        p["allow_silent"] = True
     return p
 
 
@@ -150,6 +153,7 @@ def prepare_audio_cache(
     dtype: str = "float16",
     progress: bool = True,
     root_hint: str = ROOT_HINT,
+    allow_silent: bool = False,
 ) -> Path:
     """Resample (and optionally loudness-normalise) every audio file under ``root`` into one cached array.
 
@@ -173,6 +177,7 @@ def prepare_audio_cache(
         dtype: storage type of the cached audio, ``"float16"`` (half the memory; ~66 dB SNR) or ``"float32"``.
         progress: tqdm bar over the files.
         root_hint: how to get the data, appended to the missing-root / no-audio errors.
+        allow_silent: keep digitally silent files (peak < 1e-6) instead of treating them as bad files.
 
     Returns:
         The cache folder (``manifest.json`` + ``audio.npy``).
@@ -196,7 +201,7 @@ def prepare_audio_cache(
     except ValueError as exc:
         raise ValueError(f"{exc}: {root_hint}") from exc
     base = r if r.is_dir() else r.parent
-    params = _params(sample_rate, normalize, target_lufs, dtype)
+    params = _params(sample_rate, normalize, target_lufs, dtype, allow_silent)
     out = Path(cache_dir).expanduser() / content_hash(files, params, root=base)
     manifest_path = out / "manifest.json"
     if completed_manifest(out, on_bad_file) is not None:
@@ -217,7 +222,7 @@ def prepare_audio_cache(
                 n, lufs, gain_db = int(z["audio"].shape[0]), z["loudness_lufs"].item(), float(z["gain_db"])
         else:
             try:
-                audio = load_audio(path, int(sample_rate)).numpy()
+                audio = load_audio(path, int(sample_rate), allow_silent=allow_silent).numpy()
             except AudioLoadError as exc:
                 skip_bad_file(exc, path, rel, on_bad_file, skipped)
                 continue
@@ -267,9 +272,8 @@ def _seconds_per_category(sources: Sequence[dict[str, Any]], sample_rate: int) -
 
 def _concatenate(dest: Path, parts: Sequence[Path], n_total: int, dtype: str) -> None:
     """Stream ``parts`` (npz with key ``audio``) into one ``.npy`` of ``n_total`` samples, atomically."""
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=(n_total,))
-    try:
+    with atomic_path(dest, suffix=".npy") as tmp:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=(n_total,))
         pos = 0
         for p in parts:
             with np.load(p) as z:
@@ -278,11 +282,6 @@ def _concatenate(dest: Path, parts: Sequence[Path], n_total: int, dtype: str) ->
             pos += a.shape[0]
         arr.flush()
         del arr
-        os.replace(tmp, dest)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
 
 
 # -- datasets --------------------------------------------------------------------------------------------------
@@ -439,12 +438,13 @@ class EpochSampler(Sampler[int]):
 class AudioCropDataModule(CachedSplitDataModule):
     """Lightning datamodule of fixed-length crops from a folder of mixed audio.
 
-    ``prepare_data`` builds/reuses the cache (:func:`prepare_audio_cache`); ``setup`` drops files shorter than one crop
-    (warning; listed in the split manifest), splits by category and file (:func:`audiolab.data.splits.split_by_category`), writes
+    ``prepare_data`` builds/reuses the cache (:func:`prepare_audio_cache`) and refuses files shorter than one crop
+    (error naming the file; with ``on_bad_file="skip"`` a warning, and the split manifest lists them); ``setup``
+    splits by category and file (:func:`audiolab.data.splits.split_by_category`), writes
     ``splits/<key>.json`` in the cache folder (per-file split, too-short files, parameters) and builds the
     datasets: train :class:`RandomCropDataset` driven by :class:`EpochSampler`; val/test
-    :class:`FixedCropDataset` (``val_crops_per_file`` crops per file). ``split_seed`` seeds both the split and
-    the training crops. ``overfit_batches > 0``: train, val and test are the same first
+    :class:`FixedCropDataset` (``val_crops_per_file`` crops per file); a split without crops is an error naming it.
+    ``split_seed`` seeds both the split and the training crops. ``overfit_batches > 0``: train, val and test are the same first
     ``batch_size * overfit_batches`` epoch-0 training crops, frozen.
 
     Batches: ``{"audio": float32 [B, T], "source": list[str]}`` with ``T = round(crop_seconds * sample_rate)``.
@@ -473,6 +473,8 @@ class AudioCropDataModule(CachedSplitDataModule):
         on_bad_file: str = "error",
         overfit_batches: int = 0,
         storage_dtype: str = "float16",
+        allow_silent: bool = False,
+        on_short_file: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -486,7 +488,8 @@ class AudioCropDataModule(CachedSplitDataModule):
             ("overfit_batches", overfit_batches, overfit_batches >= 0, ">= 0"),
             *split_fraction_checks(val_fraction, test_fraction),
         ], [("split_by", split_by, SPLIT_BY), ("normalize", normalize, _NORMALIZE),
-            ("on_bad_file", on_bad_file, _ON_BAD_FILE), ("storage_dtype", storage_dtype, _DTYPES)])
+            ("on_bad_file", on_bad_file, _ON_BAD_FILE), ("on_short_file", on_short_file, (None, *_ON_BAD_FILE)),
+            ("storage_dtype", storage_dtype, _DTYPES)])
         self.root = root
         self.cache_dir = cache_dir
         self.sample_rate = int(sample_rate)
@@ -505,8 +508,8 @@ class AudioCropDataModule(CachedSplitDataModule):
         self.on_bad_file = on_bad_file
         self.overfit_batches = int(overfit_batches)
         self.storage_dtype = storage_dtype
-        self.too_short: list[str] = []
-        self.split_manifest_path: Path | None = None
+        self.allow_silent = bool(allow_silent)
+        self.on_short_file = on_short_file
 
     @property
     def n_samples(self) -> int:
@@ -516,7 +519,11 @@ class AudioCropDataModule(CachedSplitDataModule):
     def _prepare(self, progress: bool) -> Path:
         return prepare_audio_cache(self.root, self.cache_dir, sample_rate=self.sample_rate, normalize=self.normalize,
                                    target_lufs=self.target_lufs, on_bad_file=self.on_bad_file,
-                                   dtype=self.storage_dtype, progress=progress, root_hint=self.root_hint)
+                                   dtype=self.storage_dtype, progress=progress, root_hint=self.root_hint,
+                                   allow_silent=self.allow_silent)
+
+    def min_source(self) -> tuple[int, str]:
+        return self.n_samples, f"one crop: data.crop_seconds={self.crop_seconds}"
 
     def setup(self, stage: str | None = None) -> None:
         """Split the files and build the datasets (idempotent)."""
@@ -524,19 +531,13 @@ class AudioCropDataModule(CachedSplitDataModule):
             return
         manifest = self._cache_manifest()
         T = self.n_samples
-        entries = manifest["sources"]
-        self.too_short = [e["file"] for e in entries if e["n_samples"] < T]
-        if self.too_short:
-            warnings.warn(
-                f"AudioCropDataModule: skipping {len(self.too_short)} files shorter than one crop "
-                f"({self.crop_seconds} s), e.g. {self.too_short[:3]} (listed in the split manifest)", stacklevel=2,
-            )
-        usable = {e["file"]: e for e in entries if e["n_samples"] >= T}
+        usable = {e["file"]: e for e in self.usable_sources(manifest)}
         if not usable:
             raise ValueError(f"no file under root {self.root!r} is at least crop_seconds={self.crop_seconds} s long")
         self.splits = split_by_category(sorted(usable), self.val_fraction, self.test_fraction, self.split_seed,
                                         self.split_by)
-        self._write_split_manifest(manifest, usable)
+        self.write_split_manifest(manifest, "file", {k: getattr(self, k) for k in (
+            "crop_seconds", "val_fraction", "test_fraction", "split_seed", "split_by")})
         train_entries = [usable[f] for f in self.splits["train"]]
         if not train_entries:
             raise ValueError(f"the train split of root {self.root!r} is empty")
@@ -557,26 +558,6 @@ class AudioCropDataModule(CachedSplitDataModule):
         for key in ("val", "test"):
             ds = FixedCropDataset.evenly_spaced(self.cache_path, [usable[f] for f in self.splits[key]], T,
                                                 self.val_crops_per_file, self.min_crop_db)
-            if len(ds) == 0:
-                warnings.warn(f"AudioCropDataModule: the {key} split has no crops", stacklevel=2)
             setattr(self, f"{key}_set", ds)
-
-    def _write_split_manifest(self, manifest: dict[str, Any], usable: dict[str, dict[str, Any]]) -> None:
-        assert self.cache_path is not None
-        params = {k: getattr(self, k) for k in ("crop_seconds", "val_fraction", "test_fraction", "split_seed",
-                                                "split_by")}
-        split_of: dict[str, list[str]] = {}
-        for key in ("train", "val", "test"):
-            for f in self.splits[key]:
-                split_of.setdefault(f, []).append(key)
-        files = [{"file": e["file"], "category": e["category"], "n_samples": e["n_samples"],
-                  "split": "+".join(split_of.get(e["file"], [])) if e["file"] in usable else "too_short"}
-                 for e in manifest["sources"]]
-        key = content_hash([], params)
-        body = {"params": params, "cache": str(self.cache_path), "too_short": self.too_short,
-                "splits": self.splits, "files": files}
-        path = self.cache_path / "splits" / f"{key}.json"
-        data = (json.dumps(body, indent=2) + "\n").encode()
-        if not path.is_file() or path.read_bytes() != data:
-            atomic_write_bytes(path, data)
-        self.split_manifest_path = path
+        self.check_splits(f"{len(usable)} usable files under data.root={self.root!r}; a category with a single "
+                          "split group goes to train only")

@@ -4,7 +4,11 @@
 (``_prepare(progress) -> Path``, implemented by the subclass) and split into ``train_set`` / ``val_set`` /
 ``test_set`` by ``setup`` (subclass). It supplies the rest: ``prepare_data`` (rank 0 builds the cache), the
 three dataloaders, :meth:`~CachedSplitDataModule.probe_batch` (the fixed batch the probe and media callbacks use),
-and :func:`check_hparams` for one-line errors naming the bad key.
+the length rule (:meth:`~CachedSplitDataModule.usable_sources`: files too short for one training example stop the
+run at ``prepare_data``, naming the file, or are skipped with ``on_short_file=skip`` (default: as
+``on_bad_file``) and listed in the split manifest ``splits/<key>.json``), the empty-split check (:meth:`~CachedSplitDataModule.check_splits`: a split
+without examples is an error naming the split, never an empty test) and :func:`check_hparams` for one-line errors
+naming the bad key.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-__all__ = ["CachedSplitDataModule", "check_hparams"]
+from audiolab.data.cache import atomic_write_bytes, content_hash, split_too_short
+
+__all__ = ["CachedSplitDataModule", "check_hparams", "split_fraction_checks"]
 
 
 def check_hparams(
@@ -53,9 +59,11 @@ def split_fraction_checks(val_fraction: float, test_fraction: float) -> list[tup
 class CachedSplitDataModule(L.LightningDataModule):
     """Base datamodule: a cache prepared once, split into train / val / test, batched by DataLoaders.
 
-    Subclasses set ``batch_size``, ``num_workers``, ``split_seed``, ``overfit_batches`` in ``__init__``, implement
-    ``_prepare(progress: bool) -> Path`` (build or reuse the cache, return its folder) and ``setup`` (fill
-    ``train_set``, ``val_set``, ``test_set``; optionally ``train_sampler``).
+    Subclasses set ``batch_size``, ``num_workers``, ``split_seed``, ``overfit_batches``, ``sample_rate``,
+    ``on_bad_file`` in ``__init__``, implement ``_prepare(progress: bool) -> Path`` (build or reuse the cache, return
+    its folder), :meth:`min_source` (the shortest usable source and the config key that sets it) and ``setup``
+    (``usable_sources`` -> split -> fill ``train_set``, ``val_set``, ``test_set``, optionally ``train_sampler``;
+    ``write_split_manifest``; ``check_splits``).
 
     Training batches: shuffled with a generator seeded by ``split_seed`` (reproducible order), or drawn by
     ``train_sampler`` when the subclass sets one; in overfit mode (``overfit_batches > 0``) neither: the fixed
@@ -66,6 +74,10 @@ class CachedSplitDataModule(L.LightningDataModule):
     num_workers: int
     split_seed: int
     overfit_batches: int
+    sample_rate: int
+    on_bad_file: str
+    #: Policy for files too short for one example: ``None`` = ``on_bad_file``; ``"error"`` or ``"skip"``.
+    on_short_file: str | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -75,13 +87,67 @@ class CachedSplitDataModule(L.LightningDataModule):
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
         self.train_sampler: Sampler | None = None
+        self.too_short: list[str] = []
+        self.split_manifest_path: Path | None = None
 
     def _prepare(self, progress: bool) -> Path:
         raise NotImplementedError
 
+    def min_source(self) -> tuple[int, str]:
+        """``(samples, why)``: sources shorter than ``samples`` give no training example; ``why`` names the config
+        key(s) that set the limit (shown in the error)."""
+        raise NotImplementedError
+
     def prepare_data(self) -> None:
-        """Build or reuse the cache (Lightning calls this on local rank 0 only)."""
+        """Build or reuse the cache, then apply the length rule (Lightning calls this on local rank 0 only), so a
+        too-short file stops the run before any training."""
         self.cache_path = self._prepare(progress=True)
+        self.usable_sources(self._cache_manifest())
+
+    def usable_sources(self, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+        """The cached sources long enough for one training example (:meth:`min_source`).
+
+        Too-short ones raise an ``AudioLoadError`` naming the file (``on_short_file`` or, when that is None,
+        ``on_bad_file`` is ``"error"``) or are skipped with a warning and kept in :attr:`too_short` (``"skip"``;
+        :meth:`write_split_manifest` lists them).
+        """
+        n, why = self.min_source()
+        policy = self.on_short_file or self.on_bad_file
+        usable, short = split_too_short(manifest["sources"], n, self.sample_rate, policy, why,
+                                        skip_hint="data.on_short_file=skip (or data.on_bad_file=skip)")
+        self.too_short = [s["file"] for s in short]
+        return usable
+
+    def check_splits(self, detail: str) -> None:
+        """Raise ``ValueError`` naming the first of train / val / test without examples (``detail``: what the split
+        was made from); training must not end in an empty ``test_metrics.json``."""
+        for key in ("train", "val", "test"):
+            ds = getattr(self, f"{key}_set")
+            if ds is None or len(ds) == 0:
+                raise ValueError(
+                    f"the {key} split has no examples ({detail}; split files: {self.splits.get(key, [])}); "
+                    "add audio files, or change data.val_fraction / data.test_fraction / data.split_seed"
+                )
+
+    def write_split_manifest(self, manifest: dict[str, Any], key: str, params: dict[str, Any]) -> None:
+        """Write ``splits/<content_hash(params)>.json`` in the cache folder: ``params``, the splits, the too-short
+        files and, per cached source, its ``file``, ``n_samples`` (and ``category``) and ``split`` (``train``,
+        ``val+test``, ... or ``too_short``). ``key``: the manifest field the splits list (``file`` or ``source``)."""
+        assert self.cache_path is not None
+        split_of: dict[str, list[str]] = {}
+        for name in ("train", "val", "test"):
+            for f in self.splits[name]:
+                split_of.setdefault(f, []).append(name)
+        files = [{"file": e["file"], **({"category": e["category"]} if "category" in e else {}),
+                  "n_samples": e["n_samples"], "split": "+".join(split_of.get(e[key], [])) or "too_short"}
+                 for e in manifest["sources"]]
+        body = {"params": params, "cache": str(self.cache_path), "too_short": self.too_short,
+                "splits": self.splits, "files": files}
+        path = self.cache_path / "splits" / f"{content_hash([], params)}.json"
+        data = (json.dumps(body, indent=2) + "\n").encode()
+        if not path.is_file() or path.read_bytes() != data:
+            atomic_write_bytes(path, data)
+        self.split_manifest_path = path
 
     def _cache_manifest(self) -> dict[str, Any]:
         """The cache's ``manifest.json``; on ranks where ``prepare_data`` did not run (or when ``setup`` is called

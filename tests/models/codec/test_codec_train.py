@@ -93,6 +93,10 @@ def test_adversarial_balancer_and_manual_optimization(make_run_cfg, tmp_path, au
     lrs = [s["_last_lr"][0] for s in ckpt["lr_schedulers"]]
     assert lrs[0] == pytest.approx(base * 0.5**4) and lrs[1] == pytest.approx(base * 0.5**2)
     assert math.isfinite(result["train/d_loss"]) and math.isfinite(result["train/adv"])
+    # per sub-discriminator terms (debug n_ffts 256, 128) and pre-clip gradient norms (audiolab.adversarial.GANStep)
+    for key in ("train/d_loss/stft256", "train/adv/stft128", "train/feat/stft256", "train/grad_norm_generator",
+                "train/grad_norm_discriminator"):
+        assert math.isfinite(result[key]), key
     assert 0.0 <= result["train/balancer_ratio_l1"] <= 1.0
     module = instantiate(cfg.model, _recursive_=False)
     assert module.discriminator is not None

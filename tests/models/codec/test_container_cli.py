@@ -426,3 +426,42 @@ def test_cli_info_prints_header(tmp_path, ckpts, codecs, capsys) -> None:
     assert info["sample_rate"] == SR and info["hop_length"] == 8 and info["bins"] == 16 and info["bits"] == 4
     assert info["n_q"] == 4 and info["length"] == 1000 and info["n_frames"] == 125 == codes.shape[1]
     assert info["payload_bytes"] == 125 * 4 * 4 // 8 and info["normalization"] == "none"
+
+
+def test_cli_stereo_input_warned_anti_phase_refused(tmp_path, ckpts, capsys, caplog) -> None:
+    """Was: stereo silently mixed to mono, and anti-phase stereo (L = -R) encoded as silence with exit 0."""
+    import logging
+
+    ckpt = ckpts["causal"]
+    left = _noise(1600, seed=3)[0].numpy()
+    stereo = _write_wav(tmp_path / "stereo.wav", np.stack([left, 0.5 * left]))
+    with caplog.at_level(logging.WARNING, logger="audiolab"):
+        rc, _, err = _run(capsys, "encode", stereo, tmp_path / "stereo.alc", "--ckpt", ckpt)
+    assert rc == 0, err
+    assert "2 channels mixed to mono" in caplog.text and "--channel N" in caplog.text
+
+    anti = _write_wav(tmp_path / "anti.wav", np.stack([left, -left]))
+    rc, _, err = _run(capsys, "encode", anti, tmp_path / "anti.alc", "--ckpt", ckpt)
+    assert rc == 2 and err.count("\n") == 1 and str(anti) in err, err
+    assert "cancel when mixed to mono" in err and "--channel 0" in err
+    assert not (tmp_path / "anti.alc").exists()
+    # --channel 1 encodes exactly what a mono file of that channel gives
+    mono = _write_wav(tmp_path / "right.wav", -left)
+    for src, dst, extra in ((anti, "ch1.alc", ["--channel", "1"]), (mono, "mono.alc", [])):
+        rc, _, err = _run(capsys, "encode", src, tmp_path / dst, "--ckpt", ckpt, *extra)
+        assert rc == 0, err
+    assert (tmp_path / "ch1.alc").read_bytes() == (tmp_path / "mono.alc").read_bytes()
+    rc, _, err = _run(capsys, "encode", anti, tmp_path / "x.alc", "--ckpt", ckpt, "--channel", "2")
+    assert rc == 2 and "no channel 2" in err
+
+
+def test_cli_negative_chunk_seconds_refused(tmp_path, ckpts, capsys) -> None:
+    ckpt = ckpts["causal"]
+    wav = _write_wav(tmp_path / "a.wav", _noise(800)[0].numpy())
+    rc, _, err = _run(capsys, "encode", wav, tmp_path / "a.alc", "--ckpt", ckpt, "--chunk-seconds", "-1")
+    assert rc == 2 and err == "error: --chunk-seconds -1.0: must be >= 0 (seconds per chunk; 0 = whole file)\n"
+    assert not (tmp_path / "a.alc").exists()
+    rc, _, err = _run(capsys, "encode", wav, tmp_path / "a.alc", "--ckpt", ckpt)
+    assert rc == 0, err
+    rc, _, err = _run(capsys, "decode", tmp_path / "a.alc", tmp_path / "out.wav", "--ckpt", ckpt, "--chunk-seconds", "-1")
+    assert rc == 2 and "--chunk-seconds -1.0: must be >= 0" in err and not (tmp_path / "out.wav").exists()

@@ -98,7 +98,7 @@ def test_export_tokens_chunked_equals_whole(tmp_path, audio_dir, ckpt, codec) ->
     _check_export(out, audio_dir, codec, n_q=4)
 
 
-def test_prepare_codec_tokens_entry(tmp_path, audio_dir, ckpt, codec) -> None:
+def test_prepare_codec_tokens_entry(tmp_path, audio_dir, ckpt, codec, capsys) -> None:
     assert "codec_tokens" in prepare.RECIPES and "ddsp" in prepare.RECIPES
     out = tmp_path / "tok_bw"
     # 16 bins = 4 bits at 2000 frames/s = 8 kbps per codebook: 17 kbps -> 2 codebooks
@@ -106,13 +106,16 @@ def test_prepare_codec_tokens_entry(tmp_path, audio_dir, ckpt, codec) -> None:
     manifest = _check_export(out, audio_dir, codec, n_q=2)
     assert manifest["checkpoint"] == str(ckpt)
 
-    with pytest.raises(SystemExit, match="input_dir"):
-        prepare.main(["codec_tokens", f"ckpt_path={ckpt}"])
-    with pytest.raises(SystemExit, match="key=value"):
-        prepare.main(["codec_tokens", f"ckpt_path={ckpt}", str(audio_dir)])
-    with pytest.raises(ValueError, match="supported"):
-        prepare.main(["codec_tokens", f"ckpt_path={ckpt}", f"input_dir={audio_dir}", f"output_dir={out}_x",
-                      "bandwidth=1000"])
+    capsys.readouterr()
+    for argv, word in ((["codec_tokens", f"ckpt_path={ckpt}"], "input_dir"),
+                       (["codec_tokens", f"ckpt_path={ckpt}", str(audio_dir)], "key=value"),
+                       (["codec_tokens", f"ckpt_path={ckpt}", f"input_dir={audio_dir}", f"output_dir={out}_x",
+                         "bandwidth=1000"], "supported")):
+        with pytest.raises(SystemExit) as exc:  # one line on stderr, exit status 2 (like the CLIs)
+            prepare.main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.startswith("prepare codec_tokens: ") and err.count("\n") == 1, err
+        assert word in err
     assert not Path(f"{out}_x").exists()
 
 

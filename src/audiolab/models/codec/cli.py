@@ -5,8 +5,13 @@
     python -m audiolab.models.codec.cli info out.alc
 
 ``--ckpt`` may also be a run folder (probe_best.ckpt, else last.ckpt). Long files are processed in chunks of
-``--chunk-seconds`` (bit-identical codes to whole-file encoding; causal models stream with carried state). A file
-whose sample rate differs from the codec's is refused unless ``--resample`` is given.
+``--chunk-seconds`` (>= 0; 0 = whole file; bit-identical codes to whole-file encoding; causal models stream with
+carried state). A file whose sample rate differs from the codec's is refused unless ``--resample`` is given.
+
+The codec is mono. A multichannel file is mixed to mono (mean of the channels) with a warning, or one channel is
+encoded with ``--channel N``. A file whose channels cancel in the mix (the mono mix more than
+:data:`CANCEL_DB` dB below its loudest channel, e.g. anti-phase stereo) is refused instead of being encoded as
+near-silence; ``--channel N`` encodes it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 import torch
 
@@ -26,9 +32,34 @@ from audiolab.models.codec.infer import decode_long, encode_long, load_codec, mo
 
 log = logging.getLogger("audiolab")
 
+#: A mono mix this many dB below the loudest channel means the channels cancel (anti-phase): refused.
+CANCEL_DB = 20.0
+
+
+def _check_chunk_seconds(chunk_seconds: float) -> None:
+    if not chunk_seconds >= 0:  # also NaN
+        raise ValueError(f"--chunk-seconds {chunk_seconds}: must be >= 0 (seconds per chunk; 0 = whole file)")
+
+
+def _mono_mix_check(src: str | Path, channels: int) -> None:
+    """Warn that a multichannel file is mixed to mono; refuse one whose channels cancel in the mix."""
+    data, _ = sf.read(str(src), always_2d=True, dtype="float32")
+    rms = np.sqrt(np.mean(np.square(data, dtype=np.float64), axis=0))
+    mix = float(np.sqrt(np.mean(np.square(data.mean(axis=1, dtype=np.float64)))))
+    loudest = float(rms.max()) if rms.size else 0.0
+    if loudest > 1e-6 and mix < loudest * 10 ** (-CANCEL_DB / 20):
+        drop = 20 * np.log10(loudest / max(mix, 1e-12))
+        raise AudioLoadError(
+            f"{src}: its {channels} channels cancel when mixed to mono (the mix is {drop:.1f} dB below the loudest "
+            "channel: anti-phase?); this codec is mono: encode one channel with --channel 0 (or 1, ...)"
+        )
+    log.warning("%s: %d channels mixed to mono (the codec is mono); --channel N encodes one channel instead",
+                src, channels)
+
 
 def encode_file(ckpt: str, src: str | Path, dst: str | Path, bandwidth: float | None = None, chunk_seconds: float = 30.0,
-                resample: bool = False, device: str = "cpu") -> dict:
+                resample: bool = False, device: str = "cpu", channel: int | None = None) -> dict:
+    _check_chunk_seconds(chunk_seconds)
     codec = load_codec(ckpt, device)
     try:  # before reading any audio: a bad --bandwidth fails at once
         n_q = codec.bandwidth_to_n_q(bandwidth)
@@ -41,7 +72,9 @@ def encode_file(ckpt: str, src: str | Path, dst: str | Path, bandwidth: float | 
     if info.samplerate != codec.sample_rate and not resample:
         raise AudioLoadError(f"{src}: sample rate {info.samplerate} Hz, but this codec runs at {codec.sample_rate} Hz; "
                              "pass --resample to convert, or resample the file")
-    audio = load_audio(src, codec.sample_rate, allow_silent=True).to(device)
+    if info.channels > 1 and channel is None:
+        _mono_mix_check(src, info.channels)
+    audio = load_audio(src, codec.sample_rate, allow_silent=True, channel=channel).to(device)
     codes, scales = encode_long(codec, audio, n_q=n_q, chunk_seconds=chunk_seconds)
     header = AlcHeader(model_id=model_id(codec), sample_rate=codec.sample_rate, channels=codec.channels,
                        hop_length=codec.hop_length, n_q=n_q, bins=codec.bins, n_frames=codes.shape[-1],
@@ -54,6 +87,7 @@ def encode_file(ckpt: str, src: str | Path, dst: str | Path, bandwidth: float | 
 
 
 def decode_file(ckpt: str, src: str | Path, dst: str | Path, chunk_seconds: float = 30.0, device: str = "cpu") -> dict:
+    _check_chunk_seconds(chunk_seconds)
     header, codes, scales = read_alc(src)
     codec = load_codec(ckpt, device)
     mid = model_id(codec)
@@ -89,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     enc.add_argument("--bandwidth", type=float, default=None, help="kbps (default: all codebooks)")
     enc.add_argument("--chunk-seconds", type=float, default=30.0, help="0 = whole file in one pass")
     enc.add_argument("--resample", action="store_true", help="resample inputs whose rate differs from the codec's")
+    enc.add_argument("--channel", type=int, default=None,
+                     help="encode only this channel of a multichannel file (0-based; default: mix to mono)")
     enc.add_argument("--device", default="cpu")
     dec = sub.add_parser("decode", help=".alc -> audio file")
     dec.add_argument("input")
@@ -102,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "encode":
             result = encode_file(args.ckpt, args.input, args.output, args.bandwidth, args.chunk_seconds, args.resample,
-                                 args.device)
+                                 args.device, args.channel)
         elif args.command == "decode":
             result = decode_file(args.ckpt, args.input, args.output, args.chunk_seconds, args.device)
         else:

@@ -7,7 +7,7 @@ Layout written under ``out_dir`` (every file written atomically: temporary file 
 ``os.replace``)::
 
     speech/flite_<voice>/<voice>_sNN.wav    # flite voices kal16, awb, rms, slt (16 kHz, mono)
-    speech/asterisk/<prompt>.wav           # asterisk core sounds, en, G.722 decoded with ffmpeg (16 kHz)
+    speech/asterisk/<prompt>.wav           # asterisk core sounds, US English, G.722 decoded with ffmpeg (16 kHz)
     music/fluidsynth/<kind>_NN.wav         # seeded MIDI phrases rendered with FluidR3_GM (24 kHz, mono)
     music/sonicpi/<name>.flac              # sonic-pi loops and a few ambient/guitar samples (44.1 kHz, copied)
     manifest.json                          # one entry per file: source, category, file, seconds, rate, params
@@ -18,13 +18,17 @@ Sources (``sources=`` selects a subset, comma-separated; default all):
 - ``flite``: the four flite voices built from real recordings (``kal16``, ``awb``, ``rms``, ``slt``), each reading
   :data:`SENTENCES_PER_VOICE` sentences drawn (seeded) from :data:`SENTENCES`, a fixed list of natural sentences
   written for this project. ``flite -voice rms -t "text" -o out.wav``; deterministic.
-- ``asterisk``: every prompt of ``/usr/share/asterisk/sounds/en`` (recursive; the ``silence/`` folder and the
-  beep/tone prompts are left out), one professional US English female voice. Prompts in sub-folders are
-  flattened (``digits/1.g722`` -> ``digits__1.wav``).
+- ``asterisk``: every prompt of the ``asterisk-core-sounds-en-g722`` voice folder ``en_US_f_Allison``
+  (recursive; the ``silence/`` folder and the beep/tone prompts are left out), one professional US English female
+  voice. Prompts in sub-folders are flattened (``digits/1.g722`` -> ``digits__1.wav``).
 - ``fluidsynth``: :data:`PHRASES_PER_KIND` phrases of 8-10 s for each of piano (GM 0), guitar (24), violin (40),
   cello (42), flute (73) (monophonic legato melodies composed by :func:`audiolab.audio.midi.compose`)
   and a polyphonic piano chord progression, rendered with reverb and chorus off at 24 kHz.
 - ``sonicpi``: ``loop_*``, ``ambi_*`` and ``guit_*`` samples, copied unchanged (file names kept).
+
+Every system file, folder and program is found through :mod:`audiolab.data.sources` (``flite``,
+``fluidsynth``, ``fluidr3_gm``, ``asterisk_en_g722``, ``sonicpi_samples``, ``ffmpeg``), which names the package
+to install when one is missing.
 
 Re-running is fast: files that already exist are kept (they are complete: atomic writes), only missing ones are
 made, and the manifest is rewritten. Audio files inside the builder's own source folders that are not part of the
@@ -35,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -59,7 +62,8 @@ from audiolab.audio.midi import (
     to_mono_trimmed,
     write_midi,
 )
-from audiolab.data.cache import atomic_write_bytes, atomic_write_json
+from audiolab.data import sources as data_sources
+from audiolab.data.cache import atomic_path, atomic_write_bytes, atomic_write_json
 from audiolab.data.cli import NULLS, boolean, comma_list, optional, parse_key_values
 
 __all__ = [
@@ -79,16 +83,12 @@ SOURCES: tuple[str, ...] = ("flite", "asterisk", "fluidsynth", "sonicpi")
 FLITE_VOICES: tuple[str, ...] = ("kal16", "awb", "rms", "slt")
 FLITE_RATE = 16000
 SENTENCES_PER_VOICE = 40
-ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 ASTERISK_RATE = 16000
 #: Asterisk prompts that are not speech (tones and beeps); the ``silence`` folder is skipped as a whole.
 ASTERISK_EXCLUDE = frozenset({"beep", "beeperr", "ascending-2tone", "descending-2tone"})
 ASTERISK_EXCLUDE_DIRS = frozenset({"silence"})
-SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 MIDI_RATE = 24000
 PHRASES_PER_KIND = 4
-SONICPI_DIR = Path("/usr/share/sonic-pi/samples")
-SONICPI_PATTERNS: tuple[str, ...] = ("loop_*.flac", "ambi_*.flac", "guit_*.flac")
 
 #: Sixty plain English sentences written for this corpus (no third-party text).
 SENTENCES: tuple[str, ...] = (
@@ -171,50 +171,34 @@ class _Job:
 
 
 # -- tools -------------------------------------------------------------------------------------------------------
-def _which(name: str, package: str) -> str:
-    exe = shutil.which(name)
-    if exe is None:
-        raise CorpusError(f"{name} not found: apt-get install {package} (make data)")
-    return exe
-
-
-def _ffmpeg_exe() -> str:
-    """The ffmpeg binary of the ``imageio-ffmpeg`` wheel (``pip install -e '.[data]'``), else ``ffmpeg`` on PATH."""
+def _locate(name: str) -> Path:
+    """:func:`audiolab.data.sources.locate` with a missing source as a :class:`CorpusError` naming the package."""
     try:
-        import imageio_ffmpeg
-    except ImportError:
-        exe = shutil.which("ffmpeg")
-        if exe is None:
-            raise CorpusError(
-                "ffmpeg not found: pip install imageio-ffmpeg (pip install -e '.[data]', make data)"
-            ) from None
-        return exe
-    return imageio_ffmpeg.get_ffmpeg_exe()
+        return data_sources.locate(name)
+    except data_sources.SourceMissing as exc:
+        raise CorpusError(str(exc)) from None
 
 
-def _tmp_path(out: Path, suffix: str) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=str(out.parent))
-    os.close(fd)
-    return Path(tmp)
+def _source_files(name: str, globs: tuple[str, ...] | None = None) -> list[Path]:
+    try:
+        return data_sources.source_files(name, globs)
+    except data_sources.SourceMissing as exc:
+        raise CorpusError(str(exc)) from None
 
 
 def _run_to(out: Path, cmd_for: Callable[[Path], list[str]], check_rate: int | None) -> None:
-    """Run ``cmd_for(tmp)`` writing a WAV to a temporary file next to ``out``, check it, then rename to ``out``."""
-    tmp = _tmp_path(out, ".wav")
-    try:
-        proc = subprocess.run(cmd_for(tmp), capture_output=True, text=True)
+    """Run ``cmd_for(tmp)`` writing a WAV to a temporary file next to ``out``, check it, then rename to ``out``
+    (:func:`audiolab.data.cache.atomic_path`: the user's umask mode, no temporary file left on failure)."""
+    with atomic_path(out, suffix=".wav") as tmp:
+        cmd = cmd_for(tmp)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise CorpusError(f"{out}: {cmd_for(tmp)[0]} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+            raise CorpusError(f"{out}: {cmd[0]} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
         info = sf.info(str(tmp))
         if check_rate is not None and info.samplerate != check_rate:
             raise CorpusError(f"{out}: expected {check_rate} Hz, the tool wrote {info.samplerate} Hz")
         if info.frames == 0:
             raise CorpusError(f"{out}: the tool wrote no samples")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def render_flite(text: str, voice: str, out: str | os.PathLike) -> None:
@@ -223,13 +207,13 @@ def render_flite(text: str, voice: str, out: str | os.PathLike) -> None:
     Raises:
         CorpusError: flite is missing, the voice is unknown, or flite wrote no audio / another rate.
     """
-    exe = _which("flite", "flite")
+    exe = str(_locate("flite"))
     _run_to(Path(out), lambda tmp: [exe, "-voice", voice, "-t", text, "-o", str(tmp)], FLITE_RATE)
 
 
 def decode_g722(src: str | os.PathLike, out: str | os.PathLike, ffmpeg: str | None = None) -> None:
     """Decode a raw G.722 file to a 16 kHz mono PCM_16 WAV at ``out`` with ffmpeg (atomic write)."""
-    exe = ffmpeg or _ffmpeg_exe()
+    exe = ffmpeg or str(_locate("ffmpeg"))
     _run_to(Path(out), lambda tmp: [exe, "-hide_banner", "-loglevel", "error", "-y", "-f", "g722",
                                     "-i", str(src), "-f", "wav", "-acodec", "pcm_s16le", str(tmp)], ASTERISK_RATE)
 
@@ -240,7 +224,7 @@ def _limit(items: list, max_per_source: int | None) -> list:
 
 
 def _plan_flite(seed: int, max_per_source: int | None) -> list[_Job]:
-    _which("flite", "flite")
+    _locate("flite")
     jobs = []
     n = min(SENTENCES_PER_VOICE, len(SENTENCES))
     for v, voice in enumerate(FLITE_VOICES):
@@ -255,17 +239,14 @@ def _plan_flite(seed: int, max_per_source: int | None) -> list[_Job]:
     return jobs
 
 
-def _plan_asterisk(max_per_source: int | None, asterisk_dir: Path = ASTERISK_DIR) -> list[_Job]:
-    if not asterisk_dir.is_dir():
-        raise CorpusError(f"{asterisk_dir} not found: apt-get install asterisk-core-sounds-en-g722 (make data)")
+def _plan_asterisk(max_per_source: int | None) -> list[_Job]:
+    asterisk_dir = _locate("asterisk_en_g722")
     src_dir = asterisk_dir.resolve()
     files = sorted(
-        p for p in src_dir.rglob("*.g722")
-        if p.stem not in ASTERISK_EXCLUDE and not (set(p.relative_to(src_dir).parts[:-1]) & ASTERISK_EXCLUDE_DIRS)
+        src_dir / p.relative_to(asterisk_dir) for p in _source_files("asterisk_en_g722")
+        if p.stem not in ASTERISK_EXCLUDE and not (set(p.relative_to(asterisk_dir).parts[:-1]) & ASTERISK_EXCLUDE_DIRS)
     )
-    if not files:
-        raise CorpusError(f"no .g722 prompts under {asterisk_dir}: apt-get install asterisk-core-sounds-en-g722")
-    ffmpeg = _ffmpeg_exe()
+    ffmpeg = str(_locate("ffmpeg"))
     jobs = []
     for p in _limit(files, max_per_source):
         rel = p.relative_to(src_dir).with_suffix("").as_posix()
@@ -349,10 +330,12 @@ def _render_phrase(out: Path, kind: str, program: int, seconds: float, seed: int
 
 
 def _plan_fluidsynth(seed: int, max_per_source: int | None, phrases_per_kind: int = PHRASES_PER_KIND,
-                     soundfont: Path = SOUNDFONT) -> list[_Job]:
-    _which("fluidsynth", "fluidsynth")
-    if not Path(soundfont).is_file():  # fluidsynth silently falls back to another soundfont otherwise
-        raise CorpusError(f"soundfont {soundfont} not found: apt-get install fluid-soundfont-gm (make data)")
+                     soundfont: Path | None = None) -> list[_Job]:
+    _locate("fluidsynth")
+    if soundfont is None:
+        soundfont = _locate("fluidr3_gm")
+    elif not Path(soundfont).is_file():  # fluidsynth silently falls back to another soundfont otherwise
+        raise CorpusError(f"soundfont {soundfont} not found: {data_sources.install_hint('fluidr3_gm')}")
     try:
         import mido  # noqa: F401
     except ImportError:
@@ -377,12 +360,12 @@ def _copy_atomic(src: Path, out: Path) -> None:
     os.utime(out, (src.stat().st_atime, src.stat().st_mtime))
 
 
-def _plan_sonicpi(max_per_source: int | None, sonicpi_dir: Path = SONICPI_DIR) -> list[_Job]:
-    groups = [sorted(sonicpi_dir.glob(pat)) for pat in SONICPI_PATTERNS] if sonicpi_dir.is_dir() else []
+def _plan_sonicpi(max_per_source: int | None) -> list[_Job]:
+    _source_files("sonicpi_samples")  # the folder and at least one sample, else the error names the package
+    sonicpi_dir = _locate("sonicpi_samples")
+    groups = [sorted(sonicpi_dir.glob(pat)) for pat in data_sources.get("sonicpi_samples").globs]
     # Round-robin over the patterns so that a small max_per_source still gets loops, ambiences and guitars.
     files = [g[i] for i in range(max((len(g) for g in groups), default=0)) for g in groups if i < len(g)]
-    if not files:
-        raise CorpusError(f"no sonic-pi samples under {sonicpi_dir}: apt-get install sonic-pi-samples (make data)")
     return [
         _Job("sonicpi", "music", f"music/sonicpi/{p.name}", lambda out, s=p: _copy_atomic(s, out),
              {"original": str(p), "license": "sonicpi"})

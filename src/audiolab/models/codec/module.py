@@ -4,8 +4,10 @@ Generator loss: ``l1 * |y - x| + mel * MultiScaleMel(y, x) + rms * |rms(y)/rms(x
 plus the quantizer's commitment term (always outside the balancer, as in audiocraft). With ``loss.balancer.enabled``
 the l1/mel/adv/feat terms are combined by their share of the output gradient instead of by value.
 
-``global_step`` counts optimizer steps of *both* optimizers once the discriminator runs (Lightning's rule for
-manual optimization); ``generator_steps`` (a buffer, saved in checkpoints) counts batches and is what
+The optimization loop (discriminator step then generator step, per-optimizer clipping, scheduler stepping,
+``loss.adversarial.start_step``, balancer, logging) is :class:`audiolab.adversarial.GANStep`. ``global_step``
+counts optimizer steps of *both* optimizers once the discriminator runs (Lightning's rule for manual
+optimization); ``generator_steps`` (a buffer, saved in checkpoints) counts batches and is what
 ``loss.adversarial.start_step`` and the logged ``train/generator_step`` refer to.
 """
 
@@ -20,18 +22,12 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor
 
+from audiolab.adversarial import GANStep, LossBalancer, MultiScaleSTFTDiscriminator, gan_optimizers
 from audiolab.audio.io import save_audio
-from audiolab.losses.balancer import LossBalancer
 from audiolab.losses.level import rms_ratio_loss
 from audiolab.losses.spectral import MultiScaleMelLoss
 from audiolab.metrics.codebook import CodebookUsageAccumulator, bitrate_kbps, codebook_stats
 from audiolab.metrics.waveform import waveform_metrics
-from audiolab.models.codec.discriminator import (
-    MultiScaleSTFTDiscriminator,
-    discriminator_hinge_loss,
-    feature_matching_loss,
-    generator_adversarial_loss,
-)
 from audiolab.models.codec.model import Codec
 from audiolab.utils.config import plain
 
@@ -65,8 +61,8 @@ class CodecModule(L.LightningModule):
                         "rms": float(loss.get("rms", {}).get("weight", 0.0))}
         mel_cfg = {k: v for k, v in loss.get("mel", {}).items() if k != "weight"}
         self.mel_loss = MultiScaleMelLoss(self.sample_rate, **mel_cfg)
-        adv = {"enabled": False, "start_step": 0, "adv_weight": 4.0, "feat_weight": 4.0, **loss.get("adversarial", {})}
-        self.adv_cfg = adv
+        adv = {"enabled": False, "start_step": 0, "adv_weight": 4.0, "feat_weight": 4.0, "loss": "hinge",
+               "reduction": "mean", **loss.get("adversarial", {})}
         self.discriminator = MultiScaleSTFTDiscriminator(**discriminator) if adv["enabled"] else None
         if adv["enabled"]:
             self.weights.update({"adv": float(adv["adv_weight"]), "feat": float(adv["feat_weight"])})
@@ -74,9 +70,14 @@ class CodecModule(L.LightningModule):
         self.balancer = (LossBalancer({k: self.weights[k] for k in BALANCED_TERMS if k in self.weights},
                                       bal["total_norm"], bal["ema_decay"]) if bal["enabled"] else None)
         self.optim_cfg = {"gradient_clip_generator": 0.0, "gradient_clip_discriminator": 0.0,
-                          "discriminator_lr_scale": 1.0, **optim}
+                          "discriminator_lr_scale": 1.0, "scheduler_interval": "step", **optim}
+        self.gan = GANStep({k: self.weights[k] for k in ("l1", "mel", "rms")}, enabled=adv["enabled"],
+                           loss=adv["loss"], reduction=adv["reduction"], adv_weight=adv["adv_weight"],
+                           feat_weight=adv["feat_weight"], start_step=adv["start_step"],
+                           clip_generator=self.optim_cfg["gradient_clip_generator"],
+                           clip_discriminator=self.optim_cfg["gradient_clip_discriminator"], balancer=self.balancer)
         self.diag_cfg = {"every_n_steps": 500, "n_examples": 2, **diagnostics}
-        self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
+        self.gan.attach(self)  # the generator_steps buffer
         self._usage = CodebookUsageAccumulator(self.codec.bins)
         # evaluate.py sets these to write decoded test audio
         self.audio_output_dir: Path | None = None
@@ -96,76 +97,26 @@ class CodecModule(L.LightningModule):
         return terms
 
     def adversarial_active(self) -> bool:
-        return self.discriminator is not None and int(self.generator_steps) >= int(self.adv_cfg["start_step"])
+        return self.gan.adversarial_active(self)
 
     # ----------------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         audio = batch["audio"]
         bs = audio.shape[0]
-        opts = self.optimizers()
-        opt_g, opt_d = (opts[0], opts[1]) if isinstance(opts, list) else (opts, None)
-        scheds = self.lr_schedulers()
-        scheds = scheds if isinstance(scheds, list) else ([scheds] if scheds is not None else [])
-        adv_on = self.adversarial_active()
-
         out = self.codec(audio)
         pred = out["audio"]
         terms = self.reconstruction_terms(pred, audio)
-        if adv_on:
-            self.toggle_optimizer(opt_g)  # discriminator weights get no gradient from the generator step
-            fake_logits, fake_feats = self.discriminator(pred)
-            with torch.no_grad():
-                _, real_feats = self.discriminator(audio)
-            terms["adv"] = generator_adversarial_loss(fake_logits)
-            terms["feat"] = feature_matching_loss(real_feats, fake_feats)
-        weighted = {k: self.weights[k] * terms[k] for k in ("l1", "mel", "rms", "adv", "feat") if k in terms}
         commitment = out["commitment"]
-        total = sum(weighted.values()) + commitment
+        self.gan.step(self, real=audio, fake=pred, losses=terms, discriminator=self.discriminator,
+                      extra_loss=commitment, batch_size=bs)
 
-        opt_g.zero_grad()
-        ratios: dict[str, float] = {}
-        if self.balancer is not None:
-            ratios = self.balancer.backward({k: terms[k] for k in BALANCED_TERMS if k in terms}, pred)
-            rest = commitment + (weighted["rms"] if "rms" in weighted else 0.0)
-            self.manual_backward(rest)
-        else:
-            self.manual_backward(total)
-        clip_g = float(self.optim_cfg["gradient_clip_generator"] or 0)
-        if clip_g > 0:
-            self.clip_gradients(opt_g, gradient_clip_val=clip_g, gradient_clip_algorithm="norm")
-        opt_g.step()
-        if scheds:
-            scheds[0].step()
-        if adv_on:
-            self.untoggle_optimizer(opt_g)
-
-        logs = {f"train/{k}": v.detach() for k, v in terms.items()}
-        logs.update({"train/commitment": commitment.detach(), "train/loss": total.detach(),
-                     "train/replaced_codes": float(out["replaced_codes"]), "train/generator_step": float(self.generator_steps),
-                     "train/n_q_mean": out["n_q_per_item"].float().mean()})
-        logs.update({f"train/balancer_{k}": v for k, v in ratios.items()})
+        logs = {"train/commitment": commitment.detach(), "train/replaced_codes": float(out["replaced_codes"]),
+                "train/n_q_mean": out["n_q_per_item"].float().mean()}
         if self.codec.output_scale is not None:
             logs["train/output_scale"] = self.codec.output_scale.detach()
         with torch.no_grad():
             wm = waveform_metrics(pred.detach(), audio, self.sample_rate, spectral=False)
         logs.update({f"train/{k}": wm[k] for k in ("snr_db", "rms_ratio", "output_peak") if k in wm})
-
-        if adv_on:
-            self.toggle_optimizer(opt_d)
-            real_logits, _ = self.discriminator(audio)
-            fake_logits, _ = self.discriminator(pred.detach())
-            d_loss = discriminator_hinge_loss(real_logits, fake_logits)
-            opt_d.zero_grad()
-            self.manual_backward(d_loss)
-            clip_d = float(self.optim_cfg["gradient_clip_discriminator"] or 0)
-            if clip_d > 0:
-                self.clip_gradients(opt_d, gradient_clip_val=clip_d, gradient_clip_algorithm="norm")
-            opt_d.step()
-            if len(scheds) > 1:
-                scheds[1].step()
-            self.untoggle_optimizer(opt_d)
-            logs["train/d_loss"] = d_loss.detach()
-        self.generator_steps += 1
         self.log_dict(logs, batch_size=bs)
         self.log("train/mel_pb", terms["mel"].detach(), prog_bar=True, batch_size=bs, logger=False)
         every = int(self.diag_cfg["every_n_steps"] or 0)
@@ -268,17 +219,10 @@ class CodecModule(L.LightningModule):
 
     # ----------------------------------------------------------------------------------------- optim
     def configure_optimizers(self):
-        gen_params = list(self.codec.parameters())
-        opt_g = instantiate(self.optim_cfg["optimizer"])(params=gen_params)
-        optimizers = [opt_g]
-        if self.discriminator is not None:
-            opt_d = instantiate(self.optim_cfg["optimizer"])(params=self.discriminator.parameters())
-            for group in opt_d.param_groups:
-                group["lr"] *= float(self.optim_cfg["discriminator_lr_scale"])
-                group["initial_lr"] = group["lr"]
-            optimizers.append(opt_d)
         sched_cfg = self.optim_cfg.get("scheduler")
-        if not sched_cfg:
-            return optimizers
-        schedulers = [{"scheduler": instantiate(sched_cfg)(optimizer=o), "interval": "step"} for o in optimizers]
-        return optimizers, schedulers
+        return gan_optimizers(self.codec.parameters(),
+                              self.discriminator.parameters() if self.discriminator is not None else None,
+                              instantiate(self.optim_cfg["optimizer"]),
+                              scheduler=instantiate(sched_cfg) if sched_cfg else None,
+                              interval=self.optim_cfg["scheduler_interval"],
+                              discriminator_lr_scale=self.optim_cfg["discriminator_lr_scale"])

@@ -33,6 +33,7 @@ from audiolab.data.cache import (
     completed_manifest,
     content_hash,
     skip_bad_file,
+    split_too_short,
 )
 from audiolab.data.cli import boolean, optional, parse_key_values
 from audiolab.data.module import CachedSplitDataModule, check_hparams, split_fraction_checks
@@ -57,7 +58,7 @@ FEATURE_VERSION = 1
 LOUDNESS_N_FFT = 512
 LOUDNESS_RANGE_DB = 80.0
 LOUDNESS_REF_DB = 0.0
-#: Sources shorter than this (seconds) are never padded into an example.
+#: Sources shorter than this (seconds) are never padded into an example: shorter files are refused (or skipped).
 MIN_SOURCE_SECONDS = 1.0
 _CREPE_MODELS = ("full", "tiny")
 _ON_BAD_FILE = ("error", "skip")
@@ -90,9 +91,10 @@ def _npz_name(source: str) -> str:
     return source.replace("/", "__") + ".npz"
 
 
-def _feature_params(sample_rate: int, frame_rate: int, crepe_model: str) -> dict[str, Any]:
-    """Everything that changes the cached features (the cache key's parameter part)."""
-    return {
+def _feature_params(sample_rate: int, frame_rate: int, crepe_model: str, allow_silent: bool = False) -> dict[str, Any]:
+    """Everything that changes the cached features (the cache key's parameter part; ``allow_silent`` only when
+    set, so caches made before the key existed keep their folder)."""
+    return {**({"allow_silent": True} if allow_silent else {}),
         "family": "ddsp",
         "version": FEATURE_VERSION,
         "sample_rate": int(sample_rate),
@@ -128,6 +130,7 @@ def compute_features(
     crepe_model: str = "full",
     device: str | None = None,
     pitch_sidecar: Path | None = None,
+    crepe_seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """DDSP features of one mono signal.
 
@@ -138,6 +141,8 @@ def compute_features(
         audio: float32 ``[T]`` samples at ``sample_rate`` Hz.
         sample_rate: Hz. frame_rate: feature frames per second (must divide ``sample_rate``).
         crepe_model: ``"full"`` or ``"tiny"``. device: where CREPE runs (default: CUDA if available).
+        crepe_seed: seed of CREPE's f0 dither (:func:`audiolab.audio.pitch.estimate_f0`); preparation always
+            uses 0, so the same file and parameters give identical features.
 
     Returns:
         ``audio`` float32 ``[F * hop]`` (trimmed), ``f0_hz`` float32 ``[F]`` (Hz, CREPE Viterbi),
@@ -150,7 +155,8 @@ def compute_features(
     if cached is not None:
         f0, conf = cached
     else:
-        f0, conf = estimate_f0(audio, sample_rate, hop, model=crepe_model, viterbi=True, device=device or _default_device())
+        f0, conf = estimate_f0(audio, sample_rate, hop, model=crepe_model, viterbi=True,
+                               device=device or _default_device(), seed=crepe_seed)
     ld = a_weighted_loudness(
         audio, sample_rate=sample_rate, frame_rate=frame_rate, n_fft=LOUDNESS_N_FFT, range_db=LOUDNESS_RANGE_DB,
         ref_db=LOUDNESS_REF_DB, center=True,
@@ -216,6 +222,8 @@ def prepare_ddsp(
     device: str | None = None,
     progress: bool = True,
     pitch_dir: str | os.PathLike | None = None,
+    allow_silent: bool = False,
+    min_seconds: float = 0.0,
 ) -> Path:
     """Compute (or reuse) the DDSP features of every audio file under ``input_dir``.
 
@@ -239,6 +247,11 @@ def prepare_ddsp(
             ``manifest["skipped"]``.
         device: CREPE device (default CUDA if available, else CPU). Not part of the cache key.
         progress: tqdm bar over files.
+        allow_silent: keep digitally silent files (peak < 1e-6) instead of treating them as bad files.
+        min_seconds: files shorter than this are too short for training (the datamodule's limit:
+            ``min(example_seconds, 1 s)``): an error naming the file, or skipped with a warning under
+            ``on_bad_file="skip"``. Checked on the finished cache (not part of its key: the features of the
+            other files do not depend on it); the CLI's default is 1 s.
 
     Returns:
         The cache folder (contains ``manifest.json`` and ``features/``).
@@ -258,10 +271,12 @@ def prepare_ddsp(
         pitch_dir = embedded_pitch_dir()
     files = audio_files(root)
     base = root if root.is_dir() else root.parent
-    params = _feature_params(sample_rate, frame_rate, crepe_model)
+    params = _feature_params(sample_rate, frame_rate, crepe_model, allow_silent)
     out = _cache_path(files, base, Path(cache_dir).expanduser(), params)
     manifest_path = out / "manifest.json"
-    if completed_manifest(out, on_bad_file) is not None:
+    done = completed_manifest(out, on_bad_file)
+    if done is not None:
+        _check_min_seconds(done, min_seconds, sample_rate, on_bad_file)
         return out
 
     from tqdm.auto import tqdm
@@ -281,7 +296,7 @@ def prepare_ddsp(
                 mean_conf = float(z["confidence"].mean()) if n_frames else 0.0
         else:
             try:
-                audio = load_audio(path, sample_rate)
+                audio = load_audio(path, sample_rate, allow_silent=allow_silent)
                 if audio.shape[0] // hop == 0:
                     raise AudioLoadError(f"audio file {str(path)!r} is shorter than one frame ({hop} samples)")
             except AudioLoadError as exc:
@@ -320,7 +335,20 @@ def prepare_ddsp(
     }
     atomic_write_json(manifest_path, manifest)  # last: marks the cache complete
     print(f"prepared {len(sources)} sources ({manifest['total_seconds']:.1f} s) -> {out}", flush=True)
+    _check_min_seconds(manifest, min_seconds, sample_rate, on_bad_file)
     return out
+
+
+def _check_min_seconds(manifest: dict[str, Any], min_seconds: float, sample_rate: int, on_bad_file: str) -> None:
+    if min_seconds > 0:
+        split_too_short(manifest["sources"], int(round(min_seconds * sample_rate)), sample_rate, on_bad_file,
+                        f"min_seconds={min_seconds}", skip_hint="on_bad_file=skip")
+
+
+def min_source_seconds(example_seconds: float) -> float:
+    """The shortest usable source (s): one example, or :data:`MIN_SOURCE_SECONDS` when examples are longer
+    (sources from 1 s up to one example are padded to one example)."""
+    return min(float(example_seconds), MIN_SOURCE_SECONDS)
 
 
 def _window_starts(n_total: int, n_window: int, step: int, cover_tail: bool) -> list[int]:
@@ -458,6 +486,8 @@ class DDSPDataModule(CachedSplitDataModule):
         overfit_batches: int = 0,
         on_bad_file: str = "error",
         device: str | None = None,
+        allow_silent: bool = False,
+        on_short_file: str | None = None,
         probe_whole_seconds: float = 30.0,
     ) -> None:
         super().__init__()
@@ -475,7 +505,8 @@ class DDSPDataModule(CachedSplitDataModule):
             [("batch_size", batch_size, batch_size >= 1, ">= 1"), ("num_workers", num_workers, num_workers >= 0, ">= 0"),
              ("overfit_batches", overfit_batches, overfit_batches >= 0, ">= 0"),
              *split_fraction_checks(val_fraction, test_fraction)],
-            [("on_bad_file", on_bad_file, _ON_BAD_FILE), ("crepe_model", crepe_model, _CREPE_MODELS)],
+            [("on_bad_file", on_bad_file, _ON_BAD_FILE), ("on_short_file", on_short_file, (None, *_ON_BAD_FILE)),
+             ("crepe_model", crepe_model, _CREPE_MODELS)],
         )
         self.root = root
         self.cache_dir = cache_dir
@@ -492,6 +523,8 @@ class DDSPDataModule(CachedSplitDataModule):
         self.overfit_batches = int(overfit_batches)
         self.on_bad_file = on_bad_file
         self.device = device
+        self.allow_silent = bool(allow_silent)
+        self.on_short_file = on_short_file
         if probe_whole_seconds < 0:
             raise ValueError(f"data.probe_whole_seconds must be >= 0, got {probe_whole_seconds}")
         self.probe_whole_seconds = float(probe_whole_seconds)
@@ -517,17 +550,29 @@ class DDSPDataModule(CachedSplitDataModule):
         return prepare_ddsp(
             self.root, self.cache_dir, sample_rate=self.sample_rate, frame_rate=self.frame_rate,
             crepe_model=self.crepe_model, on_bad_file=self.on_bad_file, device=self.device, progress=progress,
+            allow_silent=self.allow_silent,
         )
+
+    def min_source(self) -> tuple[int, str]:
+        seconds = min_source_seconds(self.example_seconds)
+        why = (f"one example: data.example_seconds={self.example_seconds}" if seconds == self.example_seconds else
+               f"sources from {MIN_SOURCE_SECONDS} s up are padded to one example of data.example_seconds="
+               f"{self.example_seconds}")
+        return int(round(seconds * self.sample_rate)), why
 
     def setup(self, stage: str | None = None) -> None:
         """Split sources by file and build the datasets (idempotent)."""
         if self.train_set is not None:
             return
         manifest = self._cache_manifest()
-        names = [s["source"] for s in manifest["sources"]]
+        names = [s["source"] for s in self.usable_sources(manifest)]
+        if not names:
+            raise ValueError(f"no source under root {self.root!r} is long enough ({self.min_source()[1]})")
         overfit = self.overfit_batches > 0
         self.splits = split_sources(names, self.val_fraction, self.test_fraction, self.split_seed,
                                     allow_single=overfit)
+        self.write_split_manifest(manifest, "source", {k: getattr(self, k) for k in (
+            "example_seconds", "hop_seconds", "val_fraction", "test_fraction", "split_seed")})
         kw = {"example_seconds": self.example_seconds, "hop_seconds": self.hop_seconds}
         train = DDSPDataset(self.cache_path, self.splits["train"], overlap=True, **kw)
         if len(train) == 0:
@@ -545,9 +590,7 @@ class DDSPDataModule(CachedSplitDataModule):
         self.train_set = train
         self.val_set = DDSPDataset(self.cache_path, self.splits["val"], overlap=False, **kw)
         self.test_set = DDSPDataset(self.cache_path, self.splits["test"], overlap=False, **kw)
-        for key in ("val", "test"):
-            if len(getattr(self, f"{key}_set")) == 0:
-                warnings.warn(f"DDSPDataModule: the {key} split {self.splits[key]} has no examples", stacklevel=2)
+        self.check_splits(f"{len(names)} usable sources under data.root={self.root!r}")
 
 
     # -- whole files -------------------------------------------------------------------------------------
@@ -597,6 +640,8 @@ _CLI_KEYS: dict[str, Callable[[str], Any]] = {
     "on_bad_file": str,
     "device": optional(str),
     "progress": boolean,
+    "allow_silent": boolean,
+    "min_seconds": float,
 }
 
 
@@ -607,7 +652,8 @@ def default_cache_dir() -> str:
 
 def prepare_main(argv: list[str]) -> None:
     """CLI: ``python -m audiolab.prepare ddsp input_dir=DIR [cache_dir=DIR] [sample_rate=16000] [frame_rate=250]
-    [crepe_model=full|tiny] [on_bad_file=error|skip] [device=cuda] [progress=true]``.
+    [crepe_model=full|tiny] [on_bad_file=error|skip] [device=cuda] [progress=true] [allow_silent=false]
+    [min_seconds=1.0]``.
 
     ``input_dir=embedded`` prepares the embedded violin demo; ``cache_dir`` defaults to :func:`default_cache_dir`
     (``$AUDIOLAB_ROOT/.cache/audiolab/ddsp``, the training config's default).
@@ -618,5 +664,6 @@ def prepare_main(argv: list[str]) -> None:
         raise SystemExit("prepare ddsp: input_dir=... is required (a folder of audio files, or 'embedded')")
     input_dir = kwargs.pop("input_dir")
     cache_dir = kwargs.pop("cache_dir", None) or default_cache_dir()
+    kwargs.setdefault("min_seconds", MIN_SOURCE_SECONDS)  # the training default (4 s examples): 1 s
     out = prepare_ddsp(input_dir, cache_dir, **kwargs)
     print(out)

@@ -12,7 +12,7 @@ Layout written under ``--out`` (default: the embedded demo folder ``audiolab/ass
     audio/flute/flute_00.flac     # a second timbre (held-out / transfer demos)
     manifest.json                 # file, instrument, GM program, seconds, MIDI notes
 
-Re-render (needs ``fluidsynth`` and ``/usr/share/sounds/sf2/FluidR3_GM.sf2``)::
+Re-render (needs ``fluidsynth`` and FluidR3_GM.sf2: ``make data`` installs both; :mod:`audiolab.data.sources`)::
 
     python -m audiolab.models.ddsp.demo            # write everything
     python -m audiolab.models.ddsp.demo --verify   # + pitch check of rendered f0 against the MIDI notes
@@ -40,7 +40,6 @@ import numpy as np
 
 from audiolab.audio.midi import (
     CELLO,
-    DEFAULT_SOUNDFONT,
     FLUTE,
     TRUMPET,
     VIOLIN,
@@ -65,11 +64,12 @@ INSTRUMENT_SECONDS: tuple[float, ...] = (10.0, 8.5, 12.0, 9.0, 11.0, 8.0, 10.5)
 INSTRUMENT_SETS: list[InstrumentSpec] = [CELLO, TRUMPET, FLUTE]
 
 
-
-def render_all(out: Path = HERE, soundfont: Path = DEFAULT_SOUNDFONT,
+def render_all(out: Path = HERE, soundfont: Path | None = None,
                plan: list[tuple[InstrumentSpec, float]] | None = None, seed_base: int = 1000) -> dict:
     """Compose, write MIDI, render and encode every file of ``plan`` (default :data:`PLAN`); write
-    ``manifest.json``. File ``i`` of the plan uses seed ``seed_base + i``."""
+    ``manifest.json``. File ``i`` of the plan uses seed ``seed_base + i``.
+
+    ``soundfont``: default FluidR3_GM (:func:`audiolab.audio.midi.default_soundfont`)."""
     import soundfile as sf
 
     entries = []
@@ -109,7 +109,7 @@ def render_all(out: Path = HERE, soundfont: Path = DEFAULT_SOUNDFONT,
     return manifest
 
 
-def render_instruments(out: Path, soundfont: Path = DEFAULT_SOUNDFONT) -> dict:
+def render_instruments(out: Path, soundfont: Path | None = None) -> dict:
     """Render :data:`INSTRUMENT_SETS` into ``out/<instrument>/`` (+ ``out/midi``, ``out/manifest.json``).
 
     Skipped when ``out/manifest.json`` already lists the same files and seeds (rendering is deterministic)."""
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     """CLI: ``python -m audiolab.models.ddsp.demo [--out DIR] [--soundfont SF2] [--verify]``."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=HERE)
-    p.add_argument("--soundfont", type=Path, default=DEFAULT_SOUNDFONT)
+    p.add_argument("--soundfont", type=Path, default=None, help="default: FluidR3_GM.sf2 (fluid-soundfont-gm)")
     p.add_argument("--verify", action="store_true", help="pitch-check the renders against the MIDI notes")
     p.add_argument("--verify-only", action="store_true", help="only run the pitch check")
     p.add_argument("--instruments", type=Path, default=None, metavar="DIR",

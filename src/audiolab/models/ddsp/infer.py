@@ -22,7 +22,7 @@ then the DDSP network of the checkpoint turns them back into audio:
 ``OUTPUT`` is written at the model's sample rate (``.wav``/``.flac``/``.ogg``), ``F * hop`` samples long
 (``F = n_input_samples // hop``, so within one hop of the input duration). ``--save-controls`` also writes
 ``OUTPUT`` with suffix ``.npz`` (amplitude, harmonic_distribution, noise_magnitudes, f0_hz, loudness_db).
-``--seed`` (default 0) seeds torch and numpy: torchcrepe dithers its f0 by up to +-20 cents (triangular) at random
+``--seed`` (default 0) seeds torch and CREPE's f0 dither (torchcrepe dithers its f0 by up to +-20 cents, triangular)
 and the noise synth is random, so a fixed seed makes runs reproducible (and e.g. a ``--pitch-shift 12`` run sees exactly 2x the f0 of
 the resynthesis run).
 
@@ -179,14 +179,13 @@ def _run(args: argparse.Namespace) -> None:
             raise ValueError(f"--auto-adjust: checkpoint {args.ckpt!r} has no dataset statistics (written before they "
                              "were stored); retrain, or use --pitch-shift / --loudness-offset")
     torch.manual_seed(args.seed)
-    np.random.seed(args.seed)  # torchcrepe's dither draws from numpy's global RNG (scipy.stats.triang)
     sr, fr = net.config.sample_rate, net.config.frame_rate
     crepe = args.crepe or str(OmegaConf.select(cfg, "data.crepe_model", default="full") or "full")
 
     audio = load_audio(args.input, sr)
     if audio.shape[-1] < net.config.hop_length:
         raise AudioLoadError(f"audio file {str(args.input)!r} is shorter than one frame ({net.config.hop_length} samples)")
-    feats = compute_features(audio, sr, fr, crepe_model=crepe, device=device)
+    feats = compute_features(audio, sr, fr, crepe_model=crepe, device=device, crepe_seed=args.seed)
     f0_in = torch.from_numpy(feats["f0_hz"])
     ld_in = torch.from_numpy(feats["loudness_db"])
     conf = torch.from_numpy(feats["confidence"])

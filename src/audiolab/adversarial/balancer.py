@@ -4,9 +4,13 @@ For each loss ``l_i`` the gradient ``g_i = d l_i / d y_hat`` is taken with respe
 ``total_norm * w_i / sum(w)`` by an EMA of its norm, and the sum is back-propagated through ``y_hat`` once. The
 weights then mean "share of the output gradient", independent of each loss's scale. ``ratio_<name>`` reports each
 loss's raw gradient-norm share, the diagnostic audiocraft logs with ``monitor=True``.
+
+The EMA state is not checkpointed: after a resume it restarts from the first batch's norms.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -26,8 +30,13 @@ class LossBalancer:
         self._ema_weight[name] = self.ema_decay * self._ema_weight.get(name, 0.0) + 1.0
         return self._ema[name] / self._ema_weight[name]
 
-    def backward(self, losses: dict[str, Tensor], output: Tensor) -> dict[str, float]:
-        """Back-propagates the balanced sum through ``output``; returns ``ratio_<name>`` diagnostics."""
+    def backward(self, losses: dict[str, Tensor], output: Tensor,
+                 backward: Callable[..., None] | None = None) -> dict[str, float]:
+        """Back-propagates the balanced sum through ``output``; returns ``ratio_<name>`` diagnostics.
+
+        ``backward(tensor, gradient, retain_graph=True)`` does the final backward (default ``Tensor.backward``);
+        pass a LightningModule's ``manual_backward`` so mixed-precision loss scaling applies.
+        """
         active = {k: v for k, v in losses.items() if self.weights.get(k, 0.0) > 0 and v.requires_grad}
         if not active:
             return {}
@@ -45,6 +54,7 @@ class LossBalancer:
         for name, g in grads.items():
             scale = self.total_norm * self.weights[name] / total_weight / (self.epsilon + self._smoothed(name, norms[name]))
             combined = combined + scale * g
-        output.backward(combined, retain_graph=True)  # commitment etc. are back-propagated after this
+        # retain_graph: terms outside the balancer (e.g. VQ commitment) are back-propagated after this
+        (backward or Tensor.backward)(output, combined, retain_graph=True)
         raw_total = sum(norms.values()) + self.epsilon
         return {f"ratio_{k}": v / raw_total for k, v in norms.items()}
