@@ -32,7 +32,6 @@ from audiolab.models.ddsp.render import render_whole, window_frames_from_config
 from audiolab.models.ddsp.transfer import auto_adjust, detect_notes, read_dataset_statistics
 
 
-
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True)
