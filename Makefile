@@ -7,7 +7,7 @@ STAMP := $(VENV)/.audiolab-installed
 EXPERIMENT ?= ddsp_transformer
 ARGS ?=
 
-.PHONY: setup train test test-all bench lint data clean
+.PHONY: setup train test test-all bench lint data clean tokenlm-codec tokenlm-data
 
 # Idempotent: (re)installs only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
@@ -32,6 +32,7 @@ bench: setup
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	$(PY) -m audiolab.bench ddsp $(ARGS)
 	$(PY) -m audiolab.bench codec $(ARGS)
+	$(PY) -m audiolab.bench tokenlm $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests
@@ -52,6 +53,26 @@ data: setup
 	$(PY) -m audiolab.prepare ddsp input_dir=embedded
 	$(PY) -m audiolab.models.ddsp.demo --instruments data/ddsp_instruments
 	$(PY) -m audiolab.prepare codec_corpus out_dir=data/codec_corpus
+	$(PY) -m audiolab.prepare tokenlm_music out_dir=data/tokenlm_music $(if $(TOKENLM_CODEC),codec=$(TOKENLM_CODEC))
+
+# Token-LM data needs a trained codec, which the repo does not ship. `make tokenlm-codec` trains the small CPU codec
+# the token-LM study used (16 kHz, 4 x 1024 codes at 50 Hz, 1000 steps: ~20-40 min on 2 cores; resumes if stopped);
+# `make tokenlm-data` then tokenizes data/tokenlm_music into data/tokenlm_music/tokens. Bring your own codec with
+# `make tokenlm-data TOKENLM_CODEC=path/to/codec.ckpt` (or `make data TOKENLM_CODEC=...`).
+TOKENLM_CODEC_RUN := logs/tokenlm_codec/runs/codec16k_q4
+tokenlm-codec: setup
+	OMP_NUM_THREADS=1 $(PY) -m audiolab.train experiment=codec_unbounded task_name=tokenlm_codec run_name=codec16k_q4 \
+	  ckpt_path=last_or_new logger=csv seed=0 data.root=data/codec_corpus data.sample_rate=16000 data.batch_size=8 \
+	  data.crop_seconds=1.0 model.codec.seanet.n_filters=16 model.codec.seanet.dimension=64 model.codec.seanet.lstm=0 \
+	  model.codec.quantizer.n_q=4 model.codec.quantizer.threshold_ema_dead_code=0.05 model.optim.optimizer.lr=1e-3 \
+	  trainer.max_steps=1000 trainer.val_check_interval=500 trainer.limit_val_batches=5 callbacks.probe.every_n_steps=100 \
+	  callbacks.probe.n_examples=8 model.diagnostics.every_n_steps=1000 'model.eval_bandwidths=[]'
+
+tokenlm-data: setup
+	@codec="$(TOKENLM_CODEC)"; if [ -z "$$codec" ]; then \
+	  codec=$(TOKENLM_CODEC_RUN)/checkpoints/probe_best.ckpt; \
+	  [ -f "$$codec" ] || $(MAKE) tokenlm-codec; fi; \
+	$(PY) -m audiolab.prepare tokenlm_music out_dir=data/tokenlm_music codec=$$codec
 
 clean:
 	rm -rf logs outputs multirun wandb .pytest_cache .ruff_cache

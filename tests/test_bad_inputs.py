@@ -94,8 +94,8 @@ def fake_f0(monkeypatch):
     return calls
 
 
-def _data_cfg(make_run_cfg, tmp_path: Path, root: Path, on_bad_file: str):
-    cfg = make_run_cfg([*BASE, f"data.root={root}", f"data.on_bad_file={on_bad_file}"], output_dir=tmp_path / "run")
+def _data_cfg(make_run_cfg, tmp_path: Path, root: Path, on_bad_file: str, run: str = "run"):
+    cfg = make_run_cfg([*BASE, f"data.root={root}", f"data.on_bad_file={on_bad_file}"], output_dir=tmp_path / run)
     cfg.data.cache_dir = str(tmp_path / "cache")
     return cfg
 
@@ -136,7 +136,7 @@ def test_bad_files_skipped_valid_formats_used(make_run_cfg, tmp_path, fake_f0):
         audio = z["audio"]
     assert audio.ndim == 1 and np.abs(audio).max() > 0.1
     # the cached preparation that skipped files is refused with on_bad_file=error, naming a skipped file
-    cfg = _data_cfg(make_run_cfg, tmp_path, root, "error")
+    cfg = _data_cfg(make_run_cfg, tmp_path, root, "error", run="run2")
     with pytest.raises(Exception, match=r"(corrupt|empty|silent)\.wav"):
         train_one(cfg)
 

@@ -25,13 +25,13 @@ def _cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.Completed
 
 @pytest.mark.parametrize("with_test", [False, True], ids=["fit", "fit_and_test"])
 def test_ddp_sim_two_processes(tmp_path, with_test):
-    _cli(["trainer=ddp_sim", "debug=fast", "run_name=ddp", "callbacks.media=null", f"test={with_test}"], tmp_path)
+    _cli(["experiment=ddsp_transformer", "trainer=ddp_sim", "debug=fast", "run_name=ddp", "callbacks.media=null", f"test={with_test}"], tmp_path)
     runs = list((tmp_path / "logs").glob("*/runs/ddp"))
     assert len(runs) == 1, list((tmp_path / "logs").rglob("*"))
     out = runs[0]
     resolved = OmegaConf.load(out / "resolved_config.yaml")
     assert resolved.trainer.strategy == "ddp_spawn" and resolved.trainer.devices == 2, "debug=fast replaced trainer=ddp_sim"
-    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == resolved.trainer.max_steps
     summary = json.loads((out / "probe_summary.json").read_text())
     assert summary["history"][0]["step"] == 0 and summary["history"][-1]["step"] == resolved.trainer.max_steps
@@ -52,6 +52,6 @@ def test_multirun_two_backbones(tmp_path):
         summary = json.loads((job / "probe_summary.json").read_text())
         assert summary["history"][-1]["step"] == resolved.trainer.max_steps
         assert Path(summary["best_checkpoint"]).parent == job / "checkpoints"
-        ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        ckpt = torch.load(job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
         assert ckpt["audiolab_config"]["model"]["decoder"]["backbone"] == backbones[-1]
     assert backbones == ["mlp", "transformer"]

@@ -26,5 +26,6 @@ for v in ${VARIANTS[*]}; do
     tanh) args=(experiment=codec_tanh) ;;
     *) echo "unknown variant $v" >&2; exit 2 ;;
   esac
-  $PY -m audiolab.train "${args[@]}" run_name="$v" "${COMMON[@]}"
+  # last_or_new: a re-run completes an interrupted variant (and a finished one only re-tests) instead of refusing
+  $PY -m audiolab.train "${args[@]}" run_name="$v" ckpt_path=last_or_new "${COMMON[@]}"
 done

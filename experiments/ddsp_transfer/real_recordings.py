@@ -27,9 +27,10 @@ from audiolab.audio.io import load_audio, save_audio
 from audiolab.audio.pitch import cents_between, estimate_f0
 from audiolab.data.sources import source_files
 from audiolab.models.ddsp.data import compute_features
-from audiolab.models.ddsp.infer import load_ddsp, resolve_checkpoint_file
+from audiolab.models.ddsp.infer import load_ddsp
 from audiolab.models.ddsp.render import render_whole, window_frames_from_config
 from audiolab.models.ddsp.transfer import auto_adjust, detect_notes, read_dataset_statistics
+from audiolab.utils.checkpoint import resolve_checkpoint
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args.files = args.files or source_files("lmms_instruments")
     torch.set_num_threads(1)
     net, cfg = load_ddsp(args.ckpt)
-    stats = read_dataset_statistics(resolve_checkpoint_file(args.ckpt))
+    stats = read_dataset_statistics(resolve_checkpoint(args.ckpt))
     if stats is None:
         raise SystemExit(f"{args.ckpt}: no dataset statistics in the checkpoint")
     sr, fr, hop = net.config.sample_rate, net.config.frame_rate, net.config.hop_length
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"checkpoint": str(resolve_checkpoint_file(args.ckpt)), "rows": rows}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"checkpoint": str(resolve_checkpoint(args.ckpt)), "rows": rows}, indent=1) + "\n")
     return rows
 
 

@@ -17,9 +17,10 @@ import torch
 
 from audiolab.audio.io import load_audio
 from audiolab.models.ddsp.data import compute_features, embedded_pitch_dir, embedded_root, pitch_sidecar_path
-from audiolab.models.ddsp.infer import load_ddsp, resolve_checkpoint_file
+from audiolab.models.ddsp.infer import load_ddsp
 from audiolab.models.ddsp.metrics import whole_file_loudness
 from audiolab.models.ddsp.render import render_whole, window_frames_from_config
+from audiolab.utils.checkpoint import resolve_checkpoint
 
 
 def features(spec: str, sr: int, fr: int, crepe: str) -> tuple[str, dict]:
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     sr, fr = net.config.sample_rate, net.config.frame_rate
     crepe = str(cfg.data.crepe_model)
     window = None if args.one_pass else window_frames_from_config(cfg)
-    results = {"checkpoint": str(resolve_checkpoint_file(args.ckpt)), "one_pass": args.one_pass, "files": []}
+    results = {"checkpoint": str(resolve_checkpoint(args.ckpt)), "one_pass": args.one_pass, "files": []}
     for spec in args.files:
         path, f = features(spec, sr, fr, crepe)
         torch.manual_seed(args.seed)

@@ -17,6 +17,7 @@ RECIPES = {
     "ddsp": "audiolab.models.ddsp.data:prepare_main",
     "codec_corpus": "audiolab.models.codec.corpus:main",
     "codec_tokens": "audiolab.models.codec.tokens:prepare_main",
+    "tokenlm_music": "audiolab.models.tokenlm.music_set:main",
 }
 #: Exit status of a user error (as argparse and the codec CLI).
 EXIT_USAGE = 2

@@ -14,6 +14,7 @@ import sys
 FAMILIES: dict[str, str] = {
     "ddsp": "DDSP train step per backbone, bf16, synth real-time factor, loss vs auraloss",
     "codec": "codec params and encode/decode real-time factor vs the encodec package",
+    "tokenlm": "token-LM generation frames/s (KV cache, CFG) vs transformers MusicGen",
 }
 
 

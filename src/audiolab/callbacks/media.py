@@ -12,7 +12,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 
 from audiolab.audio.io import save_audio
-from audiolab.callbacks.probe import _to_device, _weight_averaging
+from audiolab.callbacks.ema import averaged_weights
+from audiolab.callbacks.probe import _to_device
 from audiolab.utils.rng import seeded
 
 log = logging.getLogger("audiolab")
@@ -56,15 +57,11 @@ class MediaLogger(Callback):
 
         was_training = pl_module.training
         pl_module.eval()
-        ema = _weight_averaging(trainer)
-        if ema is not None:
-            ema._swap_models(pl_module)  # render what validation and the checkpoints hold
         try:
-            with seeded(0, pl_module.device):
+            # render what validation and the checkpoints hold (the averaged weights when EMA is on)
+            with averaged_weights(trainer, pl_module), seeded(0, pl_module.device):
                 media = pl_module.media(_to_device(self._batch, pl_module.device), self.n_examples)
         finally:
-            if ema is not None:
-                ema._swap_models(pl_module)
             pl_module.train(was_training)
         sr = media.get("sample_rate", 16000)
         folder = self.output_dir / "media" / f"step_{step:07d}" if self.output_dir else None

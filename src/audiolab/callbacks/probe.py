@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from audiolab.callbacks.ema import averaged_weights
 from audiolab.data.cache import atomic_write_json
 from audiolab.utils.rng import seeded
 
@@ -31,21 +32,6 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(_to_device(v, device) for v in batch)
     return batch
-
-
-def _weight_averaging(trainer: L.Trainer):
-    """The active EMA/SWA callback with an averaged model, if any.
-
-    Lightning's WeightAveraging swaps weights only around validation; the probe must rank the same (averaged)
-    weights that validation and the saved checkpoints hold, so it swaps them in too (``_swap_models`` is the
-    callback's own swap, used symmetrically).
-    """
-    from lightning.pytorch.callbacks import WeightAveraging
-
-    for cb in trainer.callbacks:
-        if isinstance(cb, WeightAveraging) and getattr(cb, "_average_model", None) is not None:
-            return cb
-    return None
 
 
 class ProbeCallback(Callback):
@@ -118,16 +104,12 @@ class ProbeCallback(Callback):
         self._last_step = step
         was_training = pl_module.training
         pl_module.eval()
-        ema = _weight_averaging(trainer)
-        if ema is not None:
-            ema._swap_models(pl_module)  # probe the averaged weights, as validation does
         try:
-            # a fixed metric: same noise realisation every time, and the training RNG stream is left untouched
-            with seeded(self.seed, pl_module.device), torch.no_grad():
+            # the averaged weights when EMA is on (what validation and the checkpoints hold); a fixed metric: same
+            # noise realisation every time, and the training RNG stream is left untouched
+            with averaged_weights(trainer, pl_module), seeded(self.seed, pl_module.device), torch.no_grad():
                 metrics = pl_module.probe_metrics(_to_device(self._batch, pl_module.device))
         finally:
-            if ema is not None:
-                ema._swap_models(pl_module)
             pl_module.train(was_training)
         if self.metric not in metrics:
             raise KeyError(f"callbacks.probe.metric={self.metric!r} is not among probe metrics {sorted(metrics)}")
@@ -164,6 +146,19 @@ class ProbeCallback(Callback):
     def write_summary(self) -> None:
         if self.summary_path is not None:
             atomic_write_json(self.summary_path, self.summary())
+
+
+def find_probe(trainer: L.Trainer | None) -> ProbeCallback | None:
+    """The trainer's :class:`ProbeCallback` (None without one): the documented accessor for modules and callbacks."""
+    if trainer is None:
+        return None
+    return next((cb for cb in trainer.callbacks if isinstance(cb, ProbeCallback)), None)
+
+
+def probe_history(trainer: L.Trainer | None) -> list[dict[str, float]]:
+    """The probe history so far (``[{"step", "time_s", <metric>: value, ...}]``; restored on resume), or []."""
+    probe = find_probe(trainer)
+    return list(probe.history) if probe is not None else []
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from audiolab.data.cache import atomic_write_json
+from audiolab.utils.runs import checkpoint_files
 
 log = logging.getLogger("audiolab")
 
@@ -34,11 +35,13 @@ def stage_config(cfg: DictConfig, index: int, stage: DictConfig, base_dir: Path,
         merged.paths.output_dir = str(base_dir / "stages" / f"{index}_{name}")
         merged.init_from = init_from
         merged.stages = None
-        last = Path(merged.paths.output_dir) / "checkpoints" / "last.ckpt"
-        if cfg.get("ckpt_path") == "last" and last.exists():
+        resuming = cfg.get("ckpt_path") in ("last", "last_or_new")
+        if resuming and checkpoint_files(merged.paths.output_dir):
             merged.ckpt_path, merged.init_from = "last", None  # resume this stage in place
         else:
             merged.ckpt_path, merged.init_from = None, init_from
+            # a stage folder left without any checkpoint by an interrupted run: nothing to keep, start it again
+            merged.overwrite = bool(resuming or cfg.get("overwrite", False))
         if merged.get("logger") and merged.logger.get("wandb"):
             merged.logger.wandb.name = f"{merged.logger.wandb.name}-{name}"
             merged.logger.wandb.id = None
@@ -54,7 +57,7 @@ def run_stages(cfg: DictConfig, train_fn: Callable[[DictConfig], dict[str, Any]]
         scfg = stage_config(cfg, index, stage, base_dir, init_from)
         name = stage.get("name") or f"stage{index}"
         done = Path(scfg.paths.output_dir) / "stage_done.json"
-        if cfg.get("ckpt_path") == "last" and done.exists():
+        if cfg.get("ckpt_path") in ("last", "last_or_new") and done.exists():
             log.info("stage %s already finished; skipping", name)
             row = json.loads(done.read_text())
         else:

@@ -79,8 +79,74 @@ def to_container(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True, throw_on_missing=False)  # type: ignore[return-value]
 
 
+_INT, _NUM, _BOOL, _STR, _NONE = "integer", "number", "boolean", "string", "null"
+#: Typed schema of the family-neutral keys: key -> accepted kinds (a value of another type names the key and stops
+#: the run before any folder is created). Family keys are checked by the family's own constructors.
+TYPED_KEYS: dict[str, tuple[str, ...]] = {
+    "seed": (_INT, _NONE), "train": (_BOOL,), "test": (_BOOL,), "overwrite": (_BOOL,), "init_strict": (_BOOL,),
+    "run_name": (_STR, _INT), "task_name": (_STR,), "ckpt_path": (_STR, _NONE), "init_from": (_STR, _NONE),
+    "threads": (_INT, "auto"), "optimized_metric": (_STR, _NONE),
+    "objective.monitor": (_STR, _NONE), "objective.mode": ("min", "max"), "objective.probe": (_STR,),
+    "objective.gradient_clip_val": (_NUM, _NONE),
+    "trainer.max_steps": (_INT,), "trainer.max_epochs": (_INT, _NONE), "trainer.min_steps": (_INT, _NONE),
+    "trainer.val_check_interval": (_NUM, _NONE), "trainer.check_val_every_n_epoch": (_INT, _NONE),
+    "trainer.log_every_n_steps": (_INT,), "trainer.num_sanity_val_steps": (_INT,),
+    "trainer.accumulate_grad_batches": (_INT,), "trainer.gradient_clip_val": (_NUM, _NONE),
+    "trainer.limit_train_batches": (_NUM, _NONE), "trainer.limit_val_batches": (_NUM, _NONE),
+    "trainer.limit_test_batches": (_NUM, _NONE), "trainer.deterministic": (_BOOL, "warn"),
+    "trainer.precision": (_STR, _INT), "trainer.accelerator": (_STR,),
+    "data.batch_size": (_INT,), "data.num_workers": (_INT,), "data.sample_rate": (_INT,),
+    "callbacks.probe.every_n_steps": (_INT,), "callbacks.probe.n_examples": (_INT,),
+    "callbacks.last_checkpoint.every_n_steps": (_INT,), "callbacks.media.every_n_steps": (_INT,),
+    "callbacks.ema.decay": (_NUM,), "callbacks.ema.update_every_n_steps": (_INT,), "callbacks.ema.start_step": (_INT,),
+    "callbacks.ema.warmup": (_BOOL,), "callbacks.ema.enabled": (_BOOL,), "callbacks.ema.submodule": (_STR, _NONE),
+}
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == _NUM:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if kind == _STR:
+        return isinstance(value, str)
+    if kind == _NONE:
+        return value is None
+    return value == kind  # a literal choice
+
+
+def validate_types(cfg: DictConfig) -> None:
+    """Check :data:`TYPED_KEYS` (those present); one ValueError naming every wrong key, e.g.
+    ``trainer.max_steps='abc' (str): expected an integer``. Needs no Hydra run (usable before any folder exists)."""
+    errors = []
+    for key, kinds in TYPED_KEYS.items():
+        try:
+            value = OmegaConf.select(cfg, key, default="__absent__", throw_on_missing=False)
+        except Exception as err:  # noqa: BLE001 - an interpolation that cannot resolve here (e.g. ${hydra:...})
+            if "hydra" in str(err).lower():
+                continue
+            errors.append(f"{key}: {err}")
+            continue
+        if isinstance(value, str) and value == "__absent__":
+            continue
+        if not any(_is_kind(value, k) for k in kinds):
+            names = [("an " if k == _INT else "a ") + k if k in (_INT, _NUM, _BOOL, _STR) else repr(k) if k != _NONE else "null"
+                     for k in kinds]
+            errors.append(f"{key}={value!r} ({type(value).__name__}): expected {' or '.join(names)}")
+    if errors:
+        raise ValueError("wrong config value" + ("s" if len(errors) > 1 else "") + ": " + "; ".join(errors))
+
+
 def validate_train_config(cfg: DictConfig) -> None:
     """Fail early, naming the keys, for combinations that cannot work."""
+    objective = cfg.get("objective")
+    for key in ("monitor", "probe"):
+        if objective is None or OmegaConf.is_missing(objective, key) or key not in objective:
+            raise ValueError(f"objective.{key} is not set: choose an experiment (experiment=<name>) or set "
+                             f"objective.{key} (e.g. objective.monitor=val/<metric> objective.probe=<probe metric>)")
+    validate_types(cfg)
     trainer = cfg.get("trainer", {})
     if trainer.get("precision") in ("bf16-mixed", "16-mixed") and trainer.get("accelerator") == "cpu":
         if trainer.get("precision") == "16-mixed":

@@ -131,4 +131,4 @@ def test_not_a_ddsp_checkpoint(tone: Path, tmp_path: Path, capsys) -> None:
     torch.save({"state_dict": {}, "audiolab_config": {"model": {"_target_": "audiolab.models.vae.VAEModule"}}}, path)
     assert infer.main([str(tone), str(tmp_path / "o.wav"), "--ckpt", str(path), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "not a DDSP checkpoint" in err and str(path) in err
+    assert "not a ddsp checkpoint" in err.lower() and str(path) in err

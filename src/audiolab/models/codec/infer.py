@@ -37,16 +37,13 @@ def model_id(codec: Codec) -> str:
 
 
 def load_codec(ckpt_path: str | Path, device: str = "cpu") -> Codec:
-    """The :class:`Codec` of an audiolab codec checkpoint (EMA weights when EMA was on), in eval mode."""
-    from audiolab.utils.checkpoint import build_module, load_checkpoint, stored_config
+    """The :class:`Codec` of an audiolab codec checkpoint or run folder (EMA weights when EMA was on), in eval mode.
 
-    ckpt = load_checkpoint(ckpt_path)
-    cfg = stored_config(ckpt)
-    target = str(cfg.model.get("_target_", ""))
-    if not target.endswith("CodecModule"):
-        raise ValueError(f"checkpoint {ckpt['_path']!r} holds {target or 'an unknown model'}, not a codec (CodecModule)")
-    module = build_module(cfg, ckpt)
-    return module.codec.to(device).eval()
+    Loaded by :func:`audiolab.utils.checkpoint.load_trained` (``weights_only=True``; other families refused by name).
+    """
+    from audiolab.utils.checkpoint import load_trained
+
+    return load_trained(ckpt_path, family="codec", submodule="codec", device=device).module
 
 
 # ---------------------------------------------------------------------------------------------------- inference copy

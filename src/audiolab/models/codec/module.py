@@ -24,6 +24,7 @@ from torch import Tensor
 
 from audiolab.adversarial import GANStep, LossBalancer, MultiScaleSTFTDiscriminator, gan_optimizers
 from audiolab.audio.io import save_audio
+from audiolab.callbacks.probe import probe_history
 from audiolab.losses.level import rms_ratio_loss
 from audiolab.losses.spectral import MultiScaleMelLoss
 from audiolab.metrics.codebook import CodebookUsageAccumulator, bitrate_kbps, codebook_stats
@@ -212,9 +213,13 @@ class CodecModule(L.LightningModule):
             media["figures"][f"ex{i}_waveform"] = waveform_figure(audio[i].float().cpu().numpy(), pred[i].float().cpu().numpy(),
                                                                   self.sample_rate, title=f"example {i}")
         # the probe callback's history (restored with it on resume): SNR / RMS ratio / range over steps
-        probe = next((cb for cb in (self._trainer.callbacks if self._trainer else []) if type(cb).__name__ == "ProbeCallback"), None)
-        if probe is not None and probe.history:
-            media["figures"]["probe_curves"] = probe_curves_figure(probe.history)
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # not attached to a trainer (e.g. called from a notebook)
+            trainer = None
+        history = probe_history(trainer)
+        if history:
+            media["figures"]["probe_curves"] = probe_curves_figure(history)
         return media
 
     # ----------------------------------------------------------------------------------------- optim

@@ -30,9 +30,9 @@ Files of any length are rendered as the training windows were (:func:`audiolab.m
 streamable decoders carry their state over the file (GRU state, a fixed-span KV cache for a windowed transformer
 with relative positions), the others run on half-overlapping windows of the training length, cross-faded.
 
-This module does not import the Lightning training code: the network is rebuilt with
-:func:`audiolab.models.ddsp.synth.build_ddsp` from the config stored in the checkpoint and the ``net.*`` weights
-of the checkpoint's state_dict are loaded into it (:func:`load_ddsp`).
+The network comes from the shared loader :func:`audiolab.utils.checkpoint.load_trained` (``weights_only=True``;
+the module of the stored config with its EMA weights when EMA was on), of which only ``net`` is used
+(:func:`load_ddsp`); no training step runs.
 
 Exit status: 0 on success, 2 on a missing/invalid checkpoint or an unreadable input (message on stderr, no
 traceback).
@@ -53,67 +53,34 @@ from audiolab.audio.features import a_weighted_loudness
 from audiolab.audio.io import AudioLoadError, load_audio, save_audio
 from audiolab.models.ddsp.data import compute_features
 from audiolab.models.ddsp.render import render_whole, window_frames_from_config
-from audiolab.models.ddsp.synth import DDSP, build_ddsp
+from audiolab.models.ddsp.synth import DDSP
 from audiolab.models.ddsp.transfer import auto_adjust, read_dataset_statistics
-from audiolab.utils.checkpoint import load_checkpoint, stored_config
-from audiolab.utils.config import plain
+from audiolab.utils.checkpoint import load_trained, resolve_checkpoint
 
 __all__ = ["load_ddsp", "transform_features", "main", "MIN_LOUDNESS_DB"]
 
 #: Loudness floor (dB) of the training features (A-weighted loudness, 80 dB range).
 MIN_LOUDNESS_DB = -80.0
-DDSP_TARGET_SUFFIX = "DDSPModule"
-_PREFIX = "net."
 
 
 def load_ddsp(ckpt_path: str | Path, device: str | torch.device = "cpu") -> tuple[DDSP, DictConfig]:
-    """Rebuild the DDSP network of a training checkpoint (no Lightning code involved).
+    """Rebuild the DDSP network of a training checkpoint (no training code paths involved).
 
     Args:
-        ckpt_path: ``.ckpt`` file (or a run folder: see :func:`audiolab.utils.checkpoint.load_checkpoint`).
+        ckpt_path: ``.ckpt`` file or run folder (probe_best.ckpt, else last.ckpt), loaded by
+            :func:`audiolab.utils.checkpoint.load_trained` (``weights_only=True``, EMA weights when EMA was on).
         device: where the network is put.
 
     Returns:
-        ``(net, cfg)``: the :class:`DDSP` module in eval mode with the checkpoint's ``net.*`` weights, and the
-        stored (resolved) training config.
+        ``(net, cfg)``: the :class:`DDSP` module (``DDSPModule.net``) in eval mode and the stored (resolved)
+        training config.
 
     Raises:
         FileNotFoundError: the checkpoint does not exist (message names the path).
         ValueError: unreadable checkpoint, no stored config, not a DDSP checkpoint, or weights that do not fit.
     """
-    ckpt = load_checkpoint(ckpt_path)
-    path = ckpt.get("_path", str(ckpt_path))
-    cfg = stored_config(ckpt)
-    target = str(OmegaConf.select(cfg, "model._target_", default="") or "")
-    if not target.endswith(DDSP_TARGET_SUFFIX):
-        raise ValueError(
-            f"checkpoint {path!r} is not a DDSP checkpoint: its model._target_ is {target or None!r}, "
-            f"expected audiolab.models.ddsp.module.{DDSP_TARGET_SUFFIX}"
-        )
-    m = cfg.model
-    net = build_ddsp(int(m.sample_rate), int(m.frame_rate), plain(m.net), plain(m.decoder))
-    state = ckpt.get("state_dict") or {}
-    weights = {k[len(_PREFIX):]: v for k, v in state.items() if k.startswith(_PREFIX)}
-    if not weights:
-        raise ValueError(f"checkpoint {path!r} has no '{_PREFIX}*' weights in its state_dict")
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError as err:
-        raise ValueError(f"checkpoint {path!r}: weights do not match the stored model config ({err})") from err
-    return net.to(device).eval(), cfg
-
-
-def resolve_checkpoint_file(source: str | Path) -> Path:
-    """A ``.ckpt`` file, or a run folder's ``checkpoints/probe_best.ckpt`` (else ``last.ckpt``)."""
-    path = Path(source)
-    if path.is_dir():
-        for name in ("probe_best.ckpt", "last.ckpt"):
-            if (path / "checkpoints" / name).is_file():
-                return path / "checkpoints" / name
-        raise FileNotFoundError(f"run folder {str(path)!r} has no checkpoints/probe_best.ckpt or last.ckpt")
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    return path
+    trained = load_trained(ckpt_path, family="ddsp", submodule="net", device=device)
+    return trained.module, trained.config
 
 
 def transform_features(
@@ -174,7 +141,7 @@ def _run(args: argparse.Namespace) -> None:
     net, cfg = load_ddsp(args.ckpt, device=device)
     stats = None
     if args.auto_adjust:
-        stats = read_dataset_statistics(resolve_checkpoint_file(args.ckpt))
+        stats = read_dataset_statistics(resolve_checkpoint(args.ckpt))
         if stats is None:
             raise ValueError(f"--auto-adjust: checkpoint {args.ckpt!r} has no dataset statistics (written before they "
                              "were stored); retrain, or use --pitch-shift / --loudness-offset")
