@@ -64,6 +64,30 @@ def test_every_frame_sees_what_a_training_window_shows(backbone: str, experiment
             torch.testing.assert_close(whole[:, t], seen, atol=tol, rtol=0, msg=f"{backbone}: frame {t}")
 
 
+def test_control_main_before_issue_13_fails_the_frame_check() -> None:
+    """The check above can fail: the transformer as main had it before issue 13 (sinusoidal positions, attention
+    over the whole file) decoded in one pass, as ``infer`` did, decodes frames past the training window from
+    positions and context no 2 s window shows (random weights, deterministic)."""
+    cfg = _compose("ddsp_transformer", ["model.decoder.positional=sinusoidal", "model.decoder.attention_window=null"])
+    torch.manual_seed(0)
+    net = instantiate(cfg.model, _recursive_=False).net.eval()
+    assert not net.decoder.streamable
+    window = int(cfg.data.example_seconds * cfg.model.frame_rate)
+    n = 3 * window
+    g = torch.Generator().manual_seed(1)
+    f0 = 220.0 * 2 ** (torch.randn(1, n, generator=g).cumsum(-1) * 0.005)
+    ld = (-25.0 + 12.0 * torch.randn(1, n, generator=g)).clamp(-80, 0)
+    conf = torch.rand(1, n, generator=g)
+    with torch.no_grad():
+        one_pass = decode_whole(net, f0, ld, conf, window_frames=None)  # None: one pass, as main's infer did
+        t = n - 1
+        seen = net.decoder(net.conditioning(f0[:, t - window + 1:], ld[:, t - window + 1:], conf[:, t - window + 1:]))
+        assert (one_pass[:, t] - seen[:, -1]).abs().max() > 1e-2, "one pass decoded frame t as a 2 s window does"
+        # and the fix for such checkpoints: windows of the training length, cross-faded, are close to it again
+        windowed = decode_whole(net, f0, ld, conf, window_frames=window)
+        assert (windowed[:, t] - seen[:, -1]).abs().max() < (one_pass[:, t] - seen[:, -1]).abs().max()
+
+
 @pytest.fixture(scope="module")
 def violin(tmp_path_factory) -> DDSPDataModule:
     dm = DDSPDataModule(root="embedded", cache_dir=str(tmp_path_factory.mktemp("ddsp_cache")), crepe_model="tiny",
