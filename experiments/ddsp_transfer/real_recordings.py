@@ -26,7 +26,7 @@ from audiolab.audio.features import a_weighted_loudness
 from audiolab.audio.io import load_audio, save_audio
 from audiolab.audio.pitch import cents_between, estimate_f0
 from audiolab.data.sources import source_files
-from audiolab.models.ddsp.data import compute_features
+from audiolab.models.ddsp.data import compute_features, pitch_sidecar_path, write_pitch_sidecar
 from audiolab.models.ddsp.infer import load_ddsp
 from audiolab.models.ddsp.render import render_whole, window_frames_from_config
 from audiolab.models.ddsp.transfer import auto_adjust, detect_notes, read_dataset_statistics
@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--out-dir", type=Path, default=None, help="write the rendered audio here")
     p.add_argument("--f0-crepe", default=None, help="CREPE model for the output f0 (default: the checkpoint's)")
+    p.add_argument("--pitch-cache", type=Path, default=None, help="keep the input's CREPE f0 here (a pitch sidecar "
+                   "per file: CREPE full takes minutes per second of audio on a loaded 2-core CPU)")
+    p.add_argument("--features-only", action="store_true", help="only fill --pitch-cache, render nothing")
     args = p.parse_args(argv)
     args.files = args.files or source_files("lmms_instruments")
     torch.set_num_threads(1)
@@ -55,7 +58,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for path in args.files:
         torch.manual_seed(0)
         np.random.seed(0)
-        feats = compute_features(load_audio(path, sr), sr, fr, crepe_model=crepe, device="cpu")
+        audio = load_audio(path, sr)
+        sidecar = None
+        if args.pitch_cache is not None:
+            sidecar = pitch_sidecar_path(args.pitch_cache, path.stem, crepe)
+            if not sidecar.is_file():
+                write_pitch_sidecar(sidecar, audio, sr, fr, crepe, device="cpu")
+        if args.features_only:
+            print(f"{path.name}: pitch sidecar {sidecar}", flush=True)
+            continue
+        feats = compute_features(audio, sr, fr, crepe_model=crepe, device="cpu", pitch_sidecar=sidecar)
         on, _ = detect_notes(feats["loudness_db"], feats["confidence"])
         confident = feats["confidence"] >= 0.85
         for mode in ("plain", "auto_adjust"):
