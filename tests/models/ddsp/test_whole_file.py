@@ -6,6 +6,8 @@
   experiment's decoder settings at a small width, random weights. This failed on main before issue 13: the headline
   transformer (sinusoidal positions, attention over the whole file, one pass) decoded frame 1500 from position 1500
   and 1500 frames of context.
+* fast control: that pre-issue-13 transformer, decoded in one pass, does fail the frame check (and windows of the
+  training length bring it back).
 * slow (``make test-all``): each backbone trained briefly on the embedded violin (precomputed CREPE-tiny sidecars: no
   CREPE runs) renders the test split as one 21.5 s file; its loudness L1 is within 1 dB of the 2 s-window value.
 """
