@@ -41,7 +41,8 @@ lint: setup
 	$(VENV)/bin/ruff check src tests
 
 # Debian packages for real-data checks (needs root or sudo) and the `data` extra (ffmpeg for G.722), then
-# prepare the embedded demo, build the codec corpus data/codec_corpus (speech + music), the token-LM music audio,
+# prepare the embedded demo, render the DDSP unseen-instrument sets data/ddsp_instruments (FluidR3 cello /
+# trumpet / flute), build the codec corpus data/codec_corpus (speech + music), the token-LM music audio,
 # the TSE speaker corpus data/tse_corpus and the kick set data/kick
 # (the packages' kicks + soundfont renders + 2,000 synthetic labelled kicks).
 # The apt-get line installs exactly the Debian packages of src/audiolab/data/sources.py (tests/data/test_sources.py
@@ -59,6 +60,7 @@ data: setup
 	$(PY) -m pip install --quiet -e ".[data]"
 	$(PY) -m audiolab.data.sources
 	$(PY) -m audiolab.prepare ddsp input_dir=embedded
+	$(PY) -m audiolab.models.ddsp.demo --instruments data/ddsp_instruments
 	$(PY) -m audiolab.prepare codec_corpus out_dir=data/codec_corpus
 	$(PY) -m audiolab.prepare tokenlm_music out_dir=data/tokenlm_music $(if $(TOKENLM_CODEC),codec=$(TOKENLM_CODEC))
 	$(PY) -m audiolab.prepare kick_data out_dir=data/kick

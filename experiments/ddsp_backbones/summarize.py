@@ -1,7 +1,8 @@
 """Summarize DDSP runs into a markdown table and plots.
 
-usage: python experiments/ddsp_backbones/summarize.py RUN_DIR [RUN_DIR ...] --out experiments/ddsp_backbones
+usage: python experiments/ddsp_backbones/summarize.py RUN_DIR [RUN_DIR ...] --out experiments/ddsp_backbones [--sweep]
 Each RUN_DIR is a training run folder (probe_summary.json, csv/metrics.csv, resolved_config.yaml, test metrics).
+``--sweep``: one row per trial with the swept transformer settings instead of the backbone table.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def summarize(run: Path) -> dict:
     cfg = yaml.safe_load((run / "resolved_config.yaml").read_text())
     rows = _csv_rows(run)
     hist = probe["history"]
+    best = next((h for h in hist if h["step"] == probe["best_step"]), hist[-1])
+    dec, loss = cfg["model"]["decoder"], cfg["model"]["loss"]
     steps = hist[-1]["step"] - hist[0]["step"]
     seconds = hist[-1].get("time_s", math.nan) - hist[0].get("time_s", 0.0)
     test = json.loads((run / "test_metrics.json").read_text()) if (run / "test_metrics.json").exists() else {}
@@ -44,11 +47,21 @@ def summarize(run: Path) -> dict:
         "probe_loudness_l1_db_final": hist[-1].get("loudness_l1_db", math.nan),
         "harmonic_entropy_final": hist[-1].get("harmonic_entropy", math.nan),
         "top_harmonic_concentration_final": hist[-1].get("top_harmonic_concentration", math.nan),
+        "probe_whole_loudness_l1_db_best": best.get("whole_loudness_l1_db", math.nan),
+        "probe_whole_worst_block_l1_db_best": best.get("whole_worst_block_l1_db", math.nan),
+        "probe_silent_loudness_db_best": best.get("silent_loudness_db", math.nan),
+        "d_model": dec.get("d_model"), "layers": dec.get("layers"), "positional": dec.get("positional"),
+        "attention_window": dec.get("attention_window"), "lr": cfg["model"]["optim"]["optimizer"]["lr"],
+        "loudness_loss": "none" if loss["loudness"]["type"] == "none" else f"{loss['loudness']['type']} {loss['loudness']['weight']:g}",
         "s_per_step": seconds / steps if steps else math.nan,
         "wall_minutes": seconds / 60,
         "test_spectral": test.get("test/spectral", _last(rows, "test/spectral")),
         "test_loudness_l1_db": test.get("test/loudness_l1_db", _last(rows, "test/loudness_l1_db")),
         "test_f0_l1_cents": test.get("test/f0_l1_cents", _last(rows, "test/f0_l1_cents")),
+        "test_whole_loudness_l1_db": test.get("test/whole_loudness_l1_db", math.nan),
+        "test_whole_worst_block_l1_db": test.get("test/whole_worst_block_l1_db", math.nan),
+        "test_silent_loudness_db": test.get("test/silent_loudness_db", math.nan),
+        "test_whole_f0_l1_cents": test.get("test/whole_f0_l1_cents", math.nan),
         "history": hist,
     }
 
@@ -79,19 +92,30 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent)
+    ap.add_argument("--sweep", action="store_true", help="a table of sweep trials (results_sweep.md/json)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     summaries = [summarize(r) for r in args.runs]
-    plot(summaries, args.out)
-    cols = ["backbone", "steps", "probe_start", "probe_best", "probe_best_step", "probe_final", "probe_loudness_l1_db_final",
-            "harmonic_entropy_final", "top_harmonic_concentration_final", "s_per_step", "wall_minutes",
-            "test_spectral", "test_loudness_l1_db", "test_f0_l1_cents"]
+    if args.sweep:
+        cols = ["run", "d_model", "layers", "positional", "attention_window", "lr", "loudness_loss", "steps", "probe_best",
+                "probe_best_step", "probe_whole_loudness_l1_db_best", "probe_whole_worst_block_l1_db_best",
+                "probe_loudness_l1_db_final", "s_per_step"]
+        summaries.sort(key=lambda s: s["probe_best"])
+        suffix = "_sweep"
+    else:
+        plot(summaries, args.out)
+        cols = ["backbone", "steps", "probe_start", "probe_best", "probe_best_step", "probe_final",
+                "probe_whole_loudness_l1_db_best", "probe_whole_worst_block_l1_db_best", "harmonic_entropy_final",
+                "top_harmonic_concentration_final", "s_per_step", "wall_minutes", "test_spectral", "test_loudness_l1_db",
+                "test_whole_loudness_l1_db", "test_whole_worst_block_l1_db", "test_silent_loudness_db", "test_f0_l1_cents"]
+        suffix = ""
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for s in summaries:
         lines.append("| " + " | ".join(f"{s[c]:.4g}" if isinstance(s[c], float) else str(s[c]) for c in cols) + " |")
     table = "\n".join(lines)
-    (args.out / "results.md").write_text(table + "\n")
-    (args.out / "results.json").write_text(json.dumps([{k: v for k, v in s.items() if k != "history"} for s in summaries], indent=2))
+    (args.out / f"results{suffix}.md").write_text(table + "\n")
+    (args.out / f"results{suffix}.json").write_text(
+        json.dumps([{k: v for k, v in s.items() if k != "history"} for s in summaries], indent=2))
     print(table)
 
 

@@ -4,7 +4,7 @@ Used by every family that synthesises training audio from MIDI: the embedded DDS
 (:mod:`audiolab.models.ddsp.demo`) and the codec corpus (:mod:`audiolab.models.codec.corpus`).
 
 * :func:`compose`: a seeded monophonic legato melody (:class:`Note` list) for an :class:`InstrumentSpec`
-  (presets :data:`VIOLIN`, :data:`FLUTE`).
+  (presets :data:`VIOLIN`, :data:`FLUTE`, :data:`CELLO`, :data:`TRUMPET`).
 * :func:`write_midi` (melody + CC11 expression) / :func:`save_midi_events` (any event list): one-track MIDI.
 * :func:`render_wav`: the ``fluidsynth`` CLI with the MIT-licensed FluidR3_GM soundfont (Debian
   ``fluid-soundfont-gm``; both found through :mod:`audiolab.data.sources`), reverb and chorus off; :func:`to_mono_trimmed`: downmix, fixed make-up gain, trim.
@@ -52,6 +52,8 @@ class InstrumentSpec:
 
 VIOLIN = InstrumentSpec("violin", 40, low=55, high=88, core_low=57, core_high=81, scale_root=2)  # G3-E6, A3-A5
 FLUTE = InstrumentSpec("flute", 73, low=60, high=84, core_low=62, core_high=81, scale_root=7)  # C4-C6
+CELLO = InstrumentSpec("cello", 42, low=36, high=76, core_low=43, core_high=67, scale_root=0)  # C2-E5, G2-G4
+TRUMPET = InstrumentSpec("trumpet", 56, low=54, high=82, core_low=58, core_high=77, scale_root=10)  # F#3-A#5
 
 DURATIONS = np.array([0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.25, 1.5])
 DURATION_WEIGHTS = np.array([4, 5, 6, 6, 7, 7, 5, 4, 3, 2, 1], dtype=float)

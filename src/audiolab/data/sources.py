@@ -104,6 +104,9 @@ SOURCES: tuple[DataSource, ...] = (
                note="headless browser of the kick web page test (not data, but a system program a check reads)"),
     DataSource("chromedriver", "chromium-driver", "/usr/bin/chromedriver", "program",
                used_by=("tests/models/kick/test_kick_serve.py",)),
+    DataSource("lmms_instruments", "lmms-common", "/usr/share/lmms/samples/instruments", "dir",
+               globs=("flute01.ogg", "violin_fingered01.ogg"), used_by=("ddsp_transfer",),
+               note="real flute and violin recordings: the DDSP timbre-transfer report (experiments/ddsp_transfer)"),
     DataSource("ffmpeg", "imageio-ffmpeg", "imageio_ffmpeg/binaries/ffmpeg-*", "program", installer="pip",
                used_by=("codec_corpus", "tse_corpus"), note="decodes the asterisk G.722 prompts"),
     # TSE speakers (tse_corpus): festival voices (the folder name is the voice), word recordings, a word list

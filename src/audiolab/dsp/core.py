@@ -123,7 +123,10 @@ def upsample_with_windows(frames: Tensor, n_samples: int) -> Tensor:
     and one hop is trimmed from each end. Frame ``i`` peaks at sample ``i * hop``; between two frames the
     output is a raised-cosine cross-fade, which is smoother than linear interpolation (no kinks at frames).
 
-    Implemented as a single ``conv_transpose1d`` with the window as kernel and stride ``hop``.
+    Implemented as the cross-fade itself: sample ``i * hop + j`` is ``x[i] * w[hop + j] + x[i + 1] * w[j]`` (the
+    falling half of frame ``i``'s window plus the rising half of frame ``i + 1``'s), two broadcast multiplies on a
+    ``[B, C, F, hop]`` view; the same numbers as a ``conv_transpose1d`` with the window as kernel and stride
+    ``hop``, many times faster on CPU (no col2im over thousands of single-channel signals).
 
     Args:
         frames: [B, F, C] control values.
@@ -143,12 +146,10 @@ def upsample_with_windows(frames: Tensor, n_samples: int) -> Tensor:
             f"got n_samples={n_samples} and n_frames={n_frames}"
         )
     hop = n_samples // n_frames
-    x = torch.cat([frames, frames[:, -1:, :]], dim=1)  # [B, F+1, C], endpoint
-    x = x.permute(0, 2, 1).reshape(batch * n_channels, 1, n_frames + 1)
+    x = torch.cat([frames, frames[:, -1:, :]], dim=1).permute(0, 2, 1)  # [B, C, F+1], endpoint held
     window = torch.hann_window(2 * hop, periodic=True, dtype=frames.dtype, device=frames.device)
-    # Output length (F+1-1)*hop + 2*hop = T + 2*hop; index hop is the peak of frame 0.
-    y = F.conv_transpose1d(x, window.view(1, 1, -1), stride=hop)
-    y = y[:, 0, hop : hop + n_samples]
+    rising, falling = window[:hop], window[hop:]
+    y = x[..., :-1, None] * falling + x[..., 1:, None] * rising  # [B, C, F, hop]
     return y.reshape(batch, n_channels, n_samples).transpose(1, 2)
 
 

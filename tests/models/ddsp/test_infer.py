@@ -98,17 +98,17 @@ def test_feature_edits() -> None:
 
 @pytest.mark.parametrize("backbone", ["transformer", "gru"])
 def test_chunked_render_length(tmp_path: Path, monkeypatch, backbone: str) -> None:
+    from audiolab.models.ddsp import render
+
     cfg = copy.deepcopy(MODEL_CFG)
     cfg["decoder"]["backbone"] = backbone
     net, _ = infer.load_ddsp(_write_ckpt(tmp_path / "m.ckpt", cfg))
-    decoder = net.decoder
-    monkeypatch.setattr(infer, "ONE_PASS_SECONDS", 0.2)  # 50 frames
-    monkeypatch.setattr(infer, "CHUNK_FRAMES", 40)
+    monkeypatch.setattr(render, "ONE_PASS_SECONDS", 0.2)  # 50 frames
+    monkeypatch.setattr(render, "SYNTH_CHUNK_FRAMES", 40)
     n = 130  # 40 + 40 + 40 + 10
-    out = infer.render(net, torch.full((n,), 220.0), torch.full((n,), -30.0))
+    out = render.render_whole(net, torch.full((n,), 220.0), torch.full((n,), -30.0), window_frames=60)
     assert out["audio"].shape == (n * HOP,) and torch.isfinite(out["audio"]).all()
     assert out["amplitude"].shape == (n,) and out["harmonic_distribution"].shape == (n, 8)
-    assert net.decoder is decoder  # stateful wrapper removed again
 
 
 def test_missing_checkpoint(tone: Path, tmp_path: Path, capsys) -> None:

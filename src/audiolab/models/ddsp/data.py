@@ -488,6 +488,7 @@ class DDSPDataModule(CachedSplitDataModule):
         device: str | None = None,
         allow_silent: bool = False,
         on_short_file: str | None = None,
+        probe_whole_seconds: float = 30.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -524,6 +525,9 @@ class DDSPDataModule(CachedSplitDataModule):
         self.device = device
         self.allow_silent = bool(allow_silent)
         self.on_short_file = on_short_file
+        if probe_whole_seconds < 0:
+            raise ValueError(f"data.probe_whole_seconds must be >= 0, got {probe_whole_seconds}")
+        self.probe_whole_seconds = float(probe_whole_seconds)
 
     # -- shapes ------------------------------------------------------------------------------------------
     @property
@@ -587,6 +591,43 @@ class DDSPDataModule(CachedSplitDataModule):
         self.val_set = DDSPDataset(self.cache_path, self.splits["val"], overlap=False, **kw)
         self.test_set = DDSPDataset(self.cache_path, self.splits["test"], overlap=False, **kw)
         self.check_splits(f"{len(names)} usable sources under data.root={self.root!r}")
+
+
+    # -- whole files -------------------------------------------------------------------------------------
+    def whole_sources(self, split: str) -> list[dict[str, Any]]:
+        """The whole (unwindowed) sources of ``split`` ("train" / "val" / "test"), sorted by name: dicts with
+        ``source`` (name), ``audio`` ``[T]``, ``f0_hz`` / ``confidence`` / ``loudness_db`` ``[F]`` (whole-file
+        metrics and dataset statistics)."""
+        if self.train_set is None:
+            self.setup("fit")
+        ds = getattr(self, f"{split}_set")
+        ds = ds.dataset if isinstance(ds, Subset) else ds
+        if ds is None:
+            return []
+        return [{"source": name, **feats} for name, feats in sorted(ds.sources.items())]
+
+    def probe_batch(self, n: int = 4) -> dict[str, Any]:
+        """The fixed validation windows of :meth:`CachedSplitDataModule.probe_batch` plus ``whole``: the first whole
+        validation files (at most ``probe_whole_seconds`` in all, at least one file when the setting is > 0)."""
+        batch = super().probe_batch(n)
+        whole, total = [], 0.0
+        if self.probe_whole_seconds > 0:
+            for src in self.whole_sources("val"):
+                seconds = src["audio"].shape[-1] / self.sample_rate
+                if whole and total + seconds > self.probe_whole_seconds:
+                    break
+                whole.append({k: v for k, v in src.items() if k in ("f0_hz", "confidence", "loudness_db")})
+                total += seconds
+        batch["whole"] = whole
+        return batch
+
+    def dataset_statistics(self) -> dict[str, Any]:
+        """Loudness / pitch statistics of the training split for timbre transfer
+        (:func:`audiolab.models.ddsp.transfer.dataset_statistics`; plain types, stored in every checkpoint)."""
+        from audiolab.models.ddsp.transfer import dataset_statistics
+
+        return dataset_statistics([{k: v.numpy() for k, v in src.items() if k != "source" and k != "audio"}
+                                   for src in self.whole_sources("train")])
 
 
 # -- CLI -------------------------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from audiolab.nn.transformer import TransformerStack
+from audiolab.nn.transformer import KVCache, TransformerStack
 
-BACKBONES: tuple[str, ...] = ("mlp", "gru", "transformer")
+BACKBONES: tuple[str, ...] = ("mlp", "gru", "transformer", "micro_rnn")
 
 # TF/Keras ``leaky_relu`` default slope, used by magenta's FcStack (torch's default is 0.01).
 LEAKY_SLOPE = 0.2
@@ -27,6 +27,23 @@ LEAKY_SLOPE = 0.2
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of scalar parameters in ``module`` (optionally only those with ``requires_grad``)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+class StreamingDecoder(nn.Module):
+    """Interface of the decoders: ``forward(x)`` on a whole excerpt, and ``stream(x, state) -> (y, state)`` on
+    consecutive chunks of one longer sequence (``state=None`` at its start).
+
+    ``streamable`` is True when feeding chunks through ``stream`` gives the same output as one ``forward`` over the
+    concatenation *and* the output does not depend on the absolute frame index (so a file of any length behaves as
+    the training windows did). Decoders that are not streamable (a transformer with absolute positions or attention
+    over the whole sequence) are run on windows of the training length by
+    :func:`audiolab.models.ddsp.render.decode_whole`.
+    """
+
+    streamable: bool = True
+
+    def stream(self, x: Tensor, state: object = None) -> tuple[Tensor, object]:
+        return self(x), state
 
 
 class FcStack(nn.Module):
@@ -80,7 +97,7 @@ class _PerInputStacks(nn.Module):
         return torch.cat([s(x[..., i : i + 1]) for i, s in enumerate(self.stacks)], dim=-1)
 
 
-class MLPDecoder(nn.Module):
+class MLPDecoder(StreamingDecoder):
     """Frame-wise decoder: per-input FcStacks -> concat -> FcStack -> Linear(out_features).
 
     No recurrence or attention, so each frame is decoded independently (trivially causal, no context).
@@ -103,7 +120,7 @@ class MLPDecoder(nn.Module):
         return self.out(self.output_stack(self.input_stacks(x)))
 
 
-class GRUDecoder(nn.Module):
+class GRUDecoder(StreamingDecoder):
     """Paper RnnFcDecoder (magenta ``RnnFcDecoder``, rnn_type='gru').
 
     per-input FcStacks -> concat -> unidirectional GRU(gru_size) -> concat(stack outputs, gru_out)
@@ -152,14 +169,52 @@ class GRUDecoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_with_state(x)[0]
 
+    def stream(self, x: Tensor, state: object = None) -> tuple[Tensor, object]:
+        return self.forward_with_state(x, state)  # type: ignore[arg-type]
 
-class TransformerDecoder(nn.Module):
+
+class MicroRNNDecoder(StreamingDecoder):
+    """Gated micro-RNN: ``Linear(in, hidden) -> LeakyReLU -> GRU(hidden) -> LayerNorm -> Linear(out)``.
+
+    A few thousand parameters (hidden 16-64) instead of the paper decoder's 4.8 M: the smallest recurrent
+    backbone that still has memory (e.g. of the attack of a note), cheap enough for real-time use on one core.
+    Causal and streamable (the GRU state is carried across chunks).
+
+    Shapes: ``[B, F, in_features]`` -> ``[B, F, out_features]``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, hidden_size: int = 32) -> None:
+        super().__init__()
+        if not 1 <= hidden_size <= 256:
+            raise ValueError(f"micro_rnn hidden size (rnn_size) must be in [1, 256], got {hidden_size}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.inp = nn.Sequential(nn.Linear(in_features, hidden_size), nn.LeakyReLU(LEAKY_SLOPE))
+        self.gru = nn.GRU(hidden_size, hidden_size, batch_first=True)
+        self.norm = nn.LayerNorm(hidden_size)
+        self.out = nn.Linear(hidden_size, out_features)
+
+    def stream(self, x: Tensor, state: object = None) -> tuple[Tensor, object]:
+        """``x [B, F, in]``, ``state`` ``[1, B, hidden]`` or None -> (``[B, F, out]``, new state)."""
+        _check_input(x, self.in_features)
+        h, state = self.gru(self.inp(x), state)  # type: ignore[arg-type]
+        return self.out(self.norm(h)), state
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.stream(x)[0]
+
+
+class TransformerDecoder(StreamingDecoder):
     """Linear(in_features, d_model) -> TransformerStack -> Linear(d_model, out_features).
 
-    With ``causal=True`` frame ``t`` sees only frames ``<= t`` (streamable); ``causal=False`` uses the
-    whole excerpt as context.
+    With ``causal=True`` frame ``t`` sees only frames ``<= t``; ``causal=False`` uses the whole excerpt as context.
+    ``attention_window`` (frames) bounds what each frame attends to; with it, ``causal=True`` and relative
+    positions (``rotary`` or ``none``) the decoder is streamable: a whole file is decoded in chunks with a KV cache
+    of fixed span, and every frame sees exactly the context it saw in training. With absolute positions
+    (``sinusoidal``, ``learned``) or unbounded attention, frames past the training window see positions and
+    context lengths never trained on; such decoders are run on windows of the training length instead.
 
-    Shapes: ``[B, F, in_features]`` -> ``[B, F, out_features]``; ``F <= max_len``.
+    Shapes: ``[B, F, in_features]`` -> ``[B, F, out_features]``; ``F <= max_len`` unless streamable.
     """
 
     def __init__(
@@ -174,6 +229,7 @@ class TransformerDecoder(nn.Module):
         causal: bool = True,
         positional: str = "sinusoidal",
         max_len: int = 8192,
+        attention_window: int | None = None,
     ) -> None:
         super().__init__()
         self.in_features = in_features
@@ -188,12 +244,23 @@ class TransformerDecoder(nn.Module):
             causal=causal,
             positional=positional,
             max_len=max_len,
+            attention_window=attention_window,
         )
         self.out = nn.Linear(d_model, out_features)
+        self.streamable = bool(causal and self.stack.unbounded_length)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.in_features)
         return self.out(self.stack(self.inp(x)))
+
+    def stream(self, x: Tensor, state: object = None) -> tuple[Tensor, object]:
+        """Chunked decoding with a fixed-span KV cache (``state``); needs ``streamable``."""
+        if not self.streamable:
+            raise ValueError("stream() needs a causal transformer with attention_window set and positional "
+                             "'rotary' or 'none'")
+        _check_input(x, self.in_features)
+        cache = state if isinstance(state, KVCache) else KVCache()
+        return self.out(self.stack(self.inp(x), cache=cache)), cache
 
 
 def build_decoder(
@@ -212,11 +279,13 @@ def build_decoder(
     causal: bool = True,
     positional: str = "sinusoidal",
     max_len: int = 8192,
-) -> nn.Module:
+    attention_window: int | None = None,
+    rnn_size: int = 32,
+) -> StreamingDecoder:
     """Build a decoder by name.
 
-    ``hidden_size`` / ``layers_per_stack`` apply to "mlp" and "gru"; ``gru_size`` to "gru"; the rest to
-    "transformer". Options that do not apply to the chosen backbone are ignored, so one flat config
+    ``hidden_size`` / ``layers_per_stack`` apply to "mlp" and "gru"; ``gru_size`` to "gru"; ``rnn_size`` to
+    "micro_rnn"; ``d_model`` … ``attention_window`` to "transformer". Options that do not apply to the chosen backbone are ignored, so one flat config
     can switch backbones. In particular ``causal=False`` with "gru" is accepted and has no effect: the
     unidirectional GRU is always causal (and "mlp" is frame-wise, hence trivially causal).
     """
@@ -244,5 +313,8 @@ def build_decoder(
             causal=causal,
             positional=positional,
             max_len=max_len,
+            attention_window=attention_window,
         )
+    if backbone == "micro_rnn":
+        return MicroRNNDecoder(in_features, out_features, hidden_size=rnn_size)
     raise ValueError(f"unknown decoder backbone {backbone!r}; allowed values: {list(BACKBONES)}")

@@ -17,6 +17,13 @@ Re-render (needs ``fluidsynth`` and FluidR3_GM.sf2: ``make data`` installs both;
     python -m audiolab.models.ddsp.demo            # write everything
     python -m audiolab.models.ddsp.demo --verify   # + pitch check of rendered f0 against the MIDI notes
 
+Instruments the model never trained on (``make data``; not embedded: ~80 s each)::
+
+    python -m audiolab.models.ddsp.demo --instruments data/ddsp_instruments
+    # -> data/ddsp_instruments/{cello,trumpet,flute}/<name>_NN.flac + manifest.json: :data:`INSTRUMENT_SETS`,
+    #    each file a few phrases (split by file, so no phrase is in two splits); train with
+    #    data.root=data/ddsp_instruments/cello
+
 Rendering is deterministic: a rerun with the same fluidsynth/soundfont gives identical audio.
 """
 
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -31,7 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from audiolab.audio.midi import (
+    CELLO,
     FLUTE,
+    TRUMPET,
     VIOLIN,
     InstrumentSpec,
     compose,
@@ -48,10 +58,16 @@ PLAN: list[tuple[InstrumentSpec, float]] = [
     (VIOLIN, s) for s in (9.0, 12.0, 8.5, 14.0, 10.0, 11.5, 8.0, 13.0, 9.5, 10.5)
 ] + [(FLUTE, s) for s in (10.0, 9.0, 11.0)]
 
+#: Unseen-instrument sets (``--instruments``): 7 files of 8-12 s per instrument (>= 60 s each); instrument ``j``'s
+#: file ``k`` uses seed ``5000 + 100 * j + k`` (the embedded demo uses 1000 on, so the flute melodies differ).
+INSTRUMENT_SECONDS: tuple[float, ...] = (10.0, 8.5, 12.0, 9.0, 11.0, 8.0, 10.5)
+INSTRUMENT_SETS: list[InstrumentSpec] = [CELLO, TRUMPET, FLUTE]
 
 
-def render_all(out: Path = HERE, soundfont: Path | None = None) -> dict:
-    """Compose, write MIDI, render and encode every file of :data:`PLAN`; write ``manifest.json``.
+def render_all(out: Path = HERE, soundfont: Path | None = None,
+               plan: list[tuple[InstrumentSpec, float]] | None = None, seed_base: int = 1000) -> dict:
+    """Compose, write MIDI, render and encode every file of ``plan`` (default :data:`PLAN`); write
+    ``manifest.json``. File ``i`` of the plan uses seed ``seed_base + i``.
 
     ``soundfont``: default FluidR3_GM (:func:`audiolab.audio.midi.default_soundfont`)."""
     import soundfile as sf
@@ -59,11 +75,11 @@ def render_all(out: Path = HERE, soundfont: Path | None = None) -> dict:
     entries = []
     counters: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (spec, seconds) in enumerate(PLAN):
+        for i, (spec, seconds) in enumerate(PLAN if plan is None else plan):
             k = counters.get(spec.name, 0)
             counters[spec.name] = k + 1
             stem = f"{spec.name}_{k:02d}"
-            seed = 1000 + i
+            seed = seed_base + i
             notes = compose(spec, seconds, seed)
             midi_path = out / "midi" / f"{stem}.mid"
             write_midi(notes, spec.program, midi_path, seed)
@@ -90,6 +106,33 @@ def render_all(out: Path = HERE, soundfont: Path | None = None) -> dict:
         "files": entries,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def render_instruments(out: Path, soundfont: Path | None = None) -> dict:
+    """Render :data:`INSTRUMENT_SETS` into ``out/<instrument>/`` (+ ``out/midi``, ``out/manifest.json``).
+
+    Skipped when ``out/manifest.json`` already lists the same files and seeds (rendering is deterministic)."""
+    seeds = [(spec.name, 5000 + 100 * j + k) for j, spec in enumerate(INSTRUMENT_SETS) for k in range(len(INSTRUMENT_SECONDS))]
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():
+        old = json.loads(manifest_path.read_text())
+        if [(f["instrument"], f["seed"]) for f in old.get("files", [])] == seeds:
+            print(f"{out}: already rendered ({len(old['files'])} files)")
+            return old
+    files = []
+    for j, spec in enumerate(INSTRUMENT_SETS):
+        manifest = render_all(out, soundfont, plan=[(spec, s) for s in INSTRUMENT_SECONDS], seed_base=5000 + 100 * j)
+        for entry in manifest["files"]:  # out/<instrument>/x.flac: one training folder per instrument
+            src = out / entry["file"]
+            dst = out / entry["instrument"] / src.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            src.replace(dst)
+            entry["file"] = dst.relative_to(out).as_posix()
+        files += manifest["files"]
+    shutil.rmtree(out / "audio", ignore_errors=True)
+    manifest = {k: v for k, v in manifest.items() if k != "files"} | {"files": files}
+    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 
@@ -132,7 +175,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--soundfont", type=Path, default=None, help="default: FluidR3_GM.sf2 (fluid-soundfont-gm)")
     p.add_argument("--verify", action="store_true", help="pitch-check the renders against the MIDI notes")
     p.add_argument("--verify-only", action="store_true", help="only run the pitch check")
+    p.add_argument("--instruments", type=Path, default=None, metavar="DIR",
+                   help="render the unseen-instrument sets (cello, trumpet, flute) into DIR instead of the demo")
     args = p.parse_args(argv)
+    if args.instruments is not None:
+        render_instruments(args.instruments, args.soundfont)
+        if args.verify:
+            verify_pitch(args.instruments)
+        return
     if not args.verify_only:
         render_all(args.out, args.soundfont)
     if args.verify or args.verify_only:

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m audiolab.models.ddsp.infer INPUT OUTPUT --ckpt PATH [--pitch-shift SEMITONES]
+    python -m audiolab.models.ddsp.infer INPUT OUTPUT --ckpt PATH [--auto-adjust] [--pitch-shift SEMITONES]
         [--loudness-offset DB] [--crepe full|tiny] [--confidence-threshold 0.0] [--device cpu|cuda]
         [--save-controls] [--seed 0]
 
@@ -12,9 +12,12 @@ and A-weighted loudness are computed with the same code as training (:func:`audi
 then the DDSP network of the checkpoint turns them back into audio:
 
 * resynthesis: no ``--pitch-shift`` / ``--loudness-offset``;
-* timbre transfer: ``f0 * 2 ** (semitones / 12)``, ``loudness + offset`` dB (floored at -80 dB, the training
-  range's floor); ``--confidence-threshold T`` sets loudness to -80 dB wherever CREPE's confidence is below
-  ``T`` (silences unvoiced/noisy parts; default 0 = off).
+* timbre transfer: ``--auto-adjust`` moves the input's pitch by whole octaves towards the training set's mean
+  pitch and maps its note-on loudness onto the training set's loudness distribution (quantiles), turning note-off
+  parts down, as magenta's timbre-transfer colab does (:func:`audiolab.models.ddsp.transfer.auto_adjust`, with the
+  statistics every checkpoint stores); then ``f0 * 2 ** (semitones / 12)``, ``loudness + offset`` dB (floored at
+  -80 dB, the training range's floor); ``--confidence-threshold T`` sets loudness to -80 dB wherever CREPE's
+  confidence is below ``T`` (silences unvoiced/noisy parts; default 0 = off).
 
 ``OUTPUT`` is written at the model's sample rate (``.wav``/``.flac``/``.ogg``), ``F * hop`` samples long
 (``F = n_input_samples // hop``, so within one hop of the input duration). ``--save-controls`` also writes
@@ -23,13 +26,9 @@ then the DDSP network of the checkpoint turns them back into audio:
 and the noise synth is random, so a fixed seed makes runs reproducible (and e.g. a ``--pitch-shift 12`` run sees exactly 2x the f0 of
 the resynthesis run).
 
-Long inputs: up to 60 s (and, for a transformer decoder, up to its ``max_len`` frames) the file is decoded and
-synthesized in one pass. Longer files are processed in chunks of whole frames (at most 8000 frames, and at most
-the transformer's ``max_len``). The transformer decoder's context is **not** carried across chunks (each chunk
-starts with a fresh attention context and positions from 0); the GRU decoder's hidden state *is* carried; the
-MLP decoder is frame-wise anyway. The onepole control smoothing (if configured) restarts per chunk, and the
-harmonic oscillator phase restarts at every chunk boundary (a possible soft click every ~30 s). Reverb (if the
-model has one) is applied once over the whole concatenated dry signal, so its tail is not cut at boundaries.
+Files of any length are rendered as the training windows were (:func:`audiolab.models.ddsp.render.render_whole`):
+streamable decoders carry their state over the file (GRU state, a fixed-span KV cache for a windowed transformer
+with relative positions), the others run on half-overlapping windows of the training length, cross-faded.
 
 The network comes from the shared loader :func:`audiolab.utils.checkpoint.load_trained` (``weights_only=True``;
 the module of the stored config with its EMA weights when EMA was on), of which only ``net`` is used
@@ -48,21 +47,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor, nn
+from torch import Tensor
 
 from audiolab.audio.features import a_weighted_loudness
 from audiolab.audio.io import AudioLoadError, load_audio, save_audio
-from audiolab.dsp import normalize_harmonics
 from audiolab.models.ddsp.data import compute_features
+from audiolab.models.ddsp.render import render_whole, window_frames_from_config
 from audiolab.models.ddsp.synth import DDSP
-from audiolab.utils.checkpoint import load_trained
+from audiolab.models.ddsp.transfer import auto_adjust, read_dataset_statistics
+from audiolab.utils.checkpoint import load_trained, resolve_checkpoint
 
-__all__ = ["load_ddsp", "transform_features", "render", "main", "ONE_PASS_SECONDS", "CHUNK_FRAMES", "MIN_LOUDNESS_DB"]
+__all__ = ["load_ddsp", "transform_features", "main", "MIN_LOUDNESS_DB"]
 
-#: Inputs up to this duration are decoded in one pass (if the decoder's max_len allows it).
-ONE_PASS_SECONDS = 60.0
-#: Longest chunk (frames) for longer inputs; below the transformer's default max_len of 8192.
-CHUNK_FRAMES = 8000
 #: Loudness floor (dB) of the training features (A-weighted loudness, 80 dB range).
 MIN_LOUDNESS_DB = -80.0
 
@@ -105,66 +101,6 @@ def transform_features(
     return f0, ld
 
 
-class _StatefulGRU(nn.Module):
-    """Wraps a GRUDecoder so consecutive chunk calls carry the hidden state (used only while chunking)."""
-
-    def __init__(self, gru_decoder: nn.Module):
-        super().__init__()
-        self.inner = gru_decoder
-        self.hidden: Tensor | None = None
-
-    def forward(self, x: Tensor) -> Tensor:
-        y, self.hidden = self.inner.forward_with_state(x, self.hidden)
-        return y
-
-
-def _chunk_frames(net: DDSP, n_frames: int) -> int:
-    """Frames per pass: all of them when short enough, else CHUNK_FRAMES (capped by the transformer's max_len)."""
-    stack = getattr(net.decoder, "stack", None)
-    max_len = int(getattr(stack, "max_len", 0) or 0)
-    one_pass = int(ONE_PASS_SECONDS * net.config.frame_rate)
-    if max_len:
-        one_pass = min(one_pass, max_len)
-    if n_frames <= one_pass:
-        return max(n_frames, 1)
-    return min(CHUNK_FRAMES, max_len) if max_len else CHUNK_FRAMES
-
-
-@torch.no_grad()
-def render(net: DDSP, f0_hz: Tensor, loudness_db: Tensor) -> dict[str, Tensor]:
-    """f0 / loudness ``[F]`` -> ``audio [F*hop]`` plus the controls (``amplitude [F]``,
-    ``harmonic_distribution [F, K]`` (normalized below Nyquist, as the synth used it), ``noise_magnitudes [F, N]``
-    when the model has noise). Chunked for long inputs (see the module docstring)."""
-    device = next(net.parameters()).device
-    f0 = f0_hz.to(device=device, dtype=torch.float32)[None]
-    ld = loudness_db.to(device=device, dtype=torch.float32)[None]
-    n_frames = f0.shape[-1]
-    hop = net.config.hop_length
-    step = _chunk_frames(net, n_frames)
-    chunked = step < n_frames
-    decoder = net.decoder
-    if chunked and hasattr(decoder, "forward_with_state"):
-        net.decoder = _StatefulGRU(decoder)
-    try:
-        dry, controls = [], {}
-        for start in range(0, n_frames, step):
-            f, loud = f0[:, start : start + step], ld[:, start : start + step]
-            ctl = net.controls(f, loud)
-            syn = net.synthesize(f, ctl, f.shape[-1] * hop)
-            dry.append((syn["harmonic"] + syn["noise"]).cpu())
-            ctl["harmonic_distribution"] = normalize_harmonics(ctl["harmonic_distribution"], f, net.config.sample_rate)
-            for k, v in ctl.items():
-                controls.setdefault(k, []).append(v.cpu())
-    finally:
-        net.decoder = decoder
-    audio = torch.cat(dry, dim=-1)
-    if net.reverb is not None:
-        audio = net.reverb(audio.to(device)).cpu()
-    out = {k: torch.cat(v, dim=1)[0] for k, v in controls.items()}
-    out["audio"] = audio[0]
-    return out
-
-
 def _voiced_median(f0: np.ndarray, conf: np.ndarray) -> float:
     voiced = f0[conf >= 0.5]
     return float(np.median(voiced if voiced.size else f0)) if f0.size else float("nan")
@@ -178,6 +114,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="input audio (any rate, mono or stereo)")
     p.add_argument("output", help="output audio (.wav/.flac/.ogg), written at the model's sample rate")
     p.add_argument("--ckpt", required=True, help="DDSP training checkpoint (.ckpt) or run folder")
+    p.add_argument("--auto-adjust", action="store_true",
+                   help="octave and loudness of the input matched to the training set's statistics (magenta colab)")
     p.add_argument("--pitch-shift", type=float, default=0.0, metavar="SEMITONES", help="f0 x 2^(s/12) (default 0)")
     p.add_argument("--loudness-offset", type=float, default=0.0, metavar="DB", help="added to loudness, floor -80 dB")
     p.add_argument("--crepe", choices=("full", "tiny"), default=None,
@@ -201,6 +139,12 @@ def _run(args: argparse.Namespace) -> None:
     if output.suffix.lower() not in (".wav", ".flac", ".ogg"):
         raise ValueError(f"output {str(output)!r}: extension must be .wav, .flac or .ogg")
     net, cfg = load_ddsp(args.ckpt, device=device)
+    stats = None
+    if args.auto_adjust:
+        stats = read_dataset_statistics(resolve_checkpoint(args.ckpt))
+        if stats is None:
+            raise ValueError(f"--auto-adjust: checkpoint {args.ckpt!r} has no dataset statistics (written before they "
+                             "were stored); retrain, or use --pitch-shift / --loudness-offset")
     torch.manual_seed(args.seed)
     sr, fr = net.config.sample_rate, net.config.frame_rate
     crepe = args.crepe or str(OmegaConf.select(cfg, "data.crepe_model", default="full") or "full")
@@ -212,18 +156,25 @@ def _run(args: argparse.Namespace) -> None:
     f0_in = torch.from_numpy(feats["f0_hz"])
     ld_in = torch.from_numpy(feats["loudness_db"])
     conf = torch.from_numpy(feats["confidence"])
-    f0, ld = transform_features(f0_in, ld_in, conf, pitch_shift=args.pitch_shift, loudness_offset=args.loudness_offset,
-                                confidence_threshold=args.confidence_threshold)
-    out = render(net, f0, ld)
+    f0_adj, ld_adj, octaves = f0_in, ld_in, 0.0
+    if stats is not None:
+        adj = auto_adjust(feats["f0_hz"], feats["loudness_db"], feats["confidence"], stats)
+        f0_adj, ld_adj, octaves = torch.from_numpy(adj["f0_hz"]), torch.from_numpy(adj["loudness_db"]), adj["octaves"]
+        if not adj["notes"]:
+            print("  auto-adjust: no notes detected, input left as is")
+    f0, ld = transform_features(f0_adj, ld_adj, conf, pitch_shift=args.pitch_shift,
+                                loudness_offset=args.loudness_offset, confidence_threshold=args.confidence_threshold)
+    out = render_whole(net, f0, ld, conf, window_frames=window_frames_from_config(cfg))
     y = out["audio"].float()
     save_audio(output, y, sr)
 
     ld_out = a_weighted_loudness(y[None], sample_rate=sr, frame_rate=fr)[0, : ld.shape[-1]]
     conf_np = conf.numpy()
-    mode = "resynthesis" if args.pitch_shift == 0 and args.loudness_offset == 0 else "timbre transfer"
+    edited = args.pitch_shift != 0 or args.loudness_offset != 0 or args.auto_adjust
+    mode = "timbre transfer" if edited else "resynthesis"
     print(f"{mode}: {args.input} -> {output} ({y.shape[-1] / sr:.2f} s at {sr} Hz, CREPE {crepe}, {device})")
     print(f"  median f0     in {_voiced_median(f0_in.numpy(), conf_np):8.1f} Hz   out {_voiced_median(f0.numpy(), conf_np):8.1f} Hz"
-          f"   (shift {args.pitch_shift:+g} st)")
+          f"   (shift {args.pitch_shift + 12 * octaves:+g} st{', auto-adjusted' if args.auto_adjust else ''})")
     print(f"  mean loudness in {float(ld_in.mean()):8.1f} dB   control {float(ld.mean()):8.1f} dB"
           f"   output {float(ld_out.mean()):8.1f} dB")
     print(f"  output peak   {float(y.abs().max()):.3f}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -58,4 +60,57 @@ def f0_l1_cents(
         "f0_cents_sum": float(allc.sum()),
         "f0_inliers": int(allc.numel()),
         "f0_outliers": outliers,
+    }
+
+
+#: Frames of this many dB or less above the loudness floor count as silent input (digital silence measures -80).
+SILENCE_MARGIN_DB = 0.5
+#: Silent frames closer than this to a sounding frame are not scored (the 512-point loudness window and the
+#: control upsampling reach about 4 frames; 8 leaves a margin).
+SILENCE_GUARD_FRAMES = 8
+#: Block length (frames) of the per-block loudness L1: 500 frames = the 2 s training window at 250 Hz.
+BLOCK_FRAMES = 500
+
+
+def silent_frames(loudness_db: Tensor, floor_db: float = -80.0, guard: int = SILENCE_GUARD_FRAMES) -> Tensor:
+    """``[F]`` bool: input at the loudness floor, at least ``guard`` frames away from any frame above it."""
+    silent = loudness_db <= floor_db + SILENCE_MARGIN_DB
+    if guard > 0 and silent.numel():
+        sounding = (~silent).float()[None, None]
+        near = torch.nn.functional.max_pool1d(sounding, 2 * guard + 1, stride=1, padding=guard)[0, 0] > 0
+        silent = silent & ~near
+    return silent
+
+
+@torch.no_grad()
+def whole_file_loudness(pred_audio: Tensor, target_loudness_db: Tensor, sample_rate: int, frame_rate: int,
+                        block_frames: int = BLOCK_FRAMES, floor_db: float = -80.0) -> dict[str, Any]:
+    """Loudness of a whole rendered file against the input's loudness: what the 2 s windows cannot see.
+
+    Args:
+        pred_audio: ``[T]`` output samples; target_loudness_db: ``[F]`` A-weighted loudness of the input (dB).
+
+    Returns:
+        ``loudness_l1_db`` (mean |error| over all frames), ``block_l1_db`` (list: mean |error| per block of
+        ``block_frames`` frames, the last block may be shorter), ``worst_block_l1_db``, ``frames``,
+        ``silent_frames`` (input at the floor, see :func:`silent_frames`), ``silent_loudness_db`` (mean output
+        loudness there; the floor -80 dB is perfect, NaN without silent frames) and the sums behind them
+        (``abs_error_sum``, ``silent_loudness_sum``) for exact averages over many files.
+    """
+    pred_db = a_weighted_loudness(pred_audio.float()[None], sample_rate=sample_rate, frame_rate=frame_rate)[0]
+    n = min(pred_db.shape[-1], target_loudness_db.shape[-1])
+    pred_db, target = pred_db[:n].double().cpu(), target_loudness_db[:n].double().cpu()
+    err = (pred_db - target).abs()
+    blocks = [float(err[s : s + block_frames].mean()) for s in range(0, n, block_frames)]
+    silent = silent_frames(target, floor_db)
+    k = int(silent.sum())
+    return {
+        "loudness_l1_db": float(err.mean()) if n else float("nan"),
+        "block_l1_db": blocks,
+        "worst_block_l1_db": max(blocks) if blocks else float("nan"),
+        "frames": n,
+        "abs_error_sum": float(err.sum()),
+        "silent_frames": k,
+        "silent_loudness_sum": float(pred_db[silent].sum()),
+        "silent_loudness_db": float(pred_db[silent].mean()) if k else float("nan"),
     }
