@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -192,3 +193,14 @@ def debug_tokens(tmp_path_factory) -> Path:
         os.environ.pop("AUDIOLAB_DEBUG_TOKENS", None)
     else:
         os.environ["AUDIOLAB_DEBUG_TOKENS"] = old
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module: tiny nets gain nothing from more, and on a shared 2-core box
+    oversubscription makes them many times slower. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``
+    or from a family conftest's autouse fixture."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

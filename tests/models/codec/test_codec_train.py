@@ -17,12 +17,7 @@ from audiolab.utils.config import CONF_DIR
 CODEC_EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("codec_*.yaml"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

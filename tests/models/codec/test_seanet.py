@@ -18,13 +18,7 @@ from audiolab.models.codec.seanet import (
 TINY = dict(n_filters=4, dimension=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny convs gain nothing from intra-op threads; on a shared 2-core box they make these tests ~20x slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pair(seed: int = 0, dtype: torch.dtype = torch.float32, **kw) -> tuple[SEANetEncoder, SEANetDecoder]:

@@ -14,11 +14,8 @@ from audiolab.models.kick.synth import KickParams, render_kick, write_synthetic_
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test module of this family runs on one thread (tests/conftest.py::one_thread)."""
 
 
 def write_layered_drums(folder: Path, n_drums: int = 6, layers: tuple[str, ...] = ("soft", "med", "hard")) -> None:

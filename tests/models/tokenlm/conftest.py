@@ -15,11 +15,8 @@ SR = 16000
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _one_thread(one_thread):
+    """Every test module of this family runs on one thread (tests/conftest.py::one_thread)."""
 
 
 def make_tiny_codec(path: Path, n_q: int = 4, bins: int = 16, seed: int = 0) -> Path:

@@ -12,14 +12,6 @@ from audiolab.models.tokenlm.model import TokenLM
 from audiolab.models.tokenlm.sampling import generate, guided_logits, sample_logits
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _lm(**kw) -> TokenLM:
     torch.manual_seed(0)
     cfg = dict(n_q=3, card=16, d_model=32, layers=2, heads=4, max_len=256)
