@@ -201,6 +201,42 @@ def test_crafted_checkpoint_never_runs_its_payload(tmp_path, compose_run, capsys
     assert not marker.exists(), "a crafted checkpoint ran code"
 
 
+def test_convert_refuses_without_trust(tmp_path):
+    from audiolab.utils.checkpoint import convert_checkpoint, main
+
+    marker = tmp_path / "PWNED"
+    bad = _crafted(tmp_path / "crafted.ckpt", marker)
+    with pytest.raises(CheckpointError, match="trust"):
+        convert_checkpoint(bad, tmp_path / "new.ckpt")
+    assert main(["convert", str(bad), str(tmp_path / "new.ckpt")]) == 2
+    assert not marker.exists() and not (tmp_path / "new.ckpt").exists()
+
+
+def test_convert_makes_an_older_checkpoint_loadable(fast_run, tmp_path):
+    """A checkpoint of an older audiolab (OmegaConf objects in hyper_parameters, a Path, numpy values) is refused by
+    the safe loader with a hint; `convert --trust` rewrites it so that load_trained gives the same model."""
+    from omegaconf import OmegaConf
+
+    from audiolab.utils.checkpoint import main
+
+    r = fast_run("ddsp_transformer")
+    src = r.out / "checkpoints" / "last.ckpt"
+    ckpt = read_checkpoint(src)
+    old = dict(ckpt, hyper_parameters={"cfg": OmegaConf.create({"a": 1, "b": "${a}"})},
+               extra={"dir": Path("/tmp/x"), "score": np.float32(0.5), "arr": np.arange(3)})
+    torch.save(old, tmp_path / "old.ckpt")
+    with pytest.raises(CheckpointError, match=r"old\.ckpt.*refuses.*convert"):
+        read_checkpoint(tmp_path / "old.ckpt")
+    assert main(["convert", str(tmp_path / "old.ckpt"), str(tmp_path / "new.ckpt"), "--trust"]) == 0
+    new = read_checkpoint(tmp_path / "new.ckpt")
+    assert new["hyper_parameters"] == {"cfg": {"a": 1, "b": 1}}
+    assert new["extra"]["dir"] == "/tmp/x" and new["extra"]["score"] == 0.5
+    assert torch.equal(new["extra"]["arr"], torch.arange(3))
+    assert new["global_step"] == ckpt["global_step"] and new.keys() == old.keys()
+    a, b = load_trained(src).module.state_dict(), load_trained(tmp_path / "new.ckpt").module.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path):
     """A WAV or text file passed as a checkpoint is "not a PyTorch checkpoint", not "holds Python objects"."""
     wav = tmp_path / "take1.wav"

@@ -26,7 +26,7 @@ from audiolab.callbacks.config_embed import CONFIG_KEY
 log = logging.getLogger("audiolab")
 
 __all__ = ["Trained", "load_trained", "load_weights", "read_checkpoint", "resolve_checkpoint", "stored_config",
-           "build_module", "family_of", "CheckpointError", "SAFE_GLOBALS"]
+           "build_module", "family_of", "convert_checkpoint", "CheckpointError", "SAFE_GLOBALS"]
 
 #: Classes (besides tensors and plain Python types) that audiolab checkpoints may contain. Keep it empty: put plain
 #: types into the checkpoint instead (``on_save_checkpoint``). An entry here is trusted code for every loaded file.
@@ -95,7 +95,9 @@ def read_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str,
             what = f"it names {found.group(1)}" if found else "not tensors and plain types"
             raise CheckpointError(
                 f"checkpoint {str(path)!r} holds Python objects that a safe load refuses ({what}); audiolab checkpoints "
-                "hold tensors and plain types only (see audiolab.utils.checkpoint.SAFE_GLOBALS)"
+                "hold tensors and plain types only (see audiolab.utils.checkpoint.SAFE_GLOBALS). A file you wrote "
+                "yourself with an older audiolab: `python -m audiolab.utils.checkpoint convert OLD.ckpt NEW.ckpt "
+                "--trust` rewrites it with plain types"
             ) from err
         # anything else (a WAV, a text file, a truncated zip): the unpickler's own reason, not the weights_only advice
         detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
@@ -259,3 +261,89 @@ def load_trained(source: str | Path, *, family: str | None = None, submodule: st
         module.requires_grad_(False)
     step = ckpt.get("global_step")
     return Trained(module=module, config=cfg, path=path, family=actual, global_step=int(step) if step is not None else None)
+
+
+# ------------------------------------------------------------------------------------------------ conversion
+def _plain(obj: Any, where: str) -> Any:
+    """``obj`` with OmegaConf containers, dict / list subclasses, paths and numpy values turned into what
+    ``weights_only=True`` reads (tensors, plain Python types); anything else is a :class:`CheckpointError` naming the
+    key path (``where``)."""
+    import numpy as np
+
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes, torch.Tensor, torch.dtype, torch.device, torch.Size)):
+        return obj
+    if OmegaConf.is_config(obj):
+        try:  # interpolations resolved where they can be (a pickled node keeps its parent), kept as text otherwise
+            container = OmegaConf.to_container(obj, resolve=True)
+        except Exception:  # noqa: BLE001 - omegaconf raises several types for missing / unresolvable keys
+            container = OmegaConf.to_container(obj, resolve=False)
+        return _plain(container, where)
+    if isinstance(obj, dict):
+        return {_plain(k, f"{where} key {k!r}"): _plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return tuple(items) if isinstance(obj, tuple) else items
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise CheckpointError(f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}, which has no plain-type "
+                          "equivalent; remove it from the checkpoint (or add the class to SAFE_GLOBALS) by hand")
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path, *, trust: bool = False) -> dict[str, Any]:
+    """Rewrite a checkpoint written by an older audiolab (OmegaConf objects in ``hyper_parameters``, paths, numpy
+    values) with tensors and plain types only, so :func:`read_checkpoint` / ``ckpt_path=`` / :func:`load_trained`
+    accept it. Same tensors, same keys; ``dst`` is written atomically and read back with the safe loader.
+
+    Converting must unpickle ``src`` with ``weights_only=False``, which runs any code the file names: ``trust=True``
+    says the file is one you (or your own training run) wrote. ``src`` is never modified.
+    """
+    from audiolab.data.cache import atomic_path
+
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise FileNotFoundError(f"checkpoint {str(src)!r} does not exist")
+    if not trust:
+        raise CheckpointError(f"converting {str(src)!r} unpickles it with weights_only=False, which runs any code the "
+                              "file names: pass trust=True (CLI: --trust) only for a checkpoint you wrote yourself")
+    if src.resolve() == dst.resolve():
+        raise CheckpointError(f"convert writes a new file: {str(dst)!r} is the source; pick another name")
+    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {str(src)!r} holds a {type(ckpt).__name__}, not a checkpoint dict")
+    plain = _plain(ckpt, "checkpoint")
+    with atomic_path(dst, suffix=".ckpt") as tmp:
+        torch.save(plain, tmp)
+    return read_checkpoint(dst)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m audiolab.utils.checkpoint convert OLD.ckpt NEW.ckpt --trust`` (see :func:`convert_checkpoint`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m audiolab.utils.checkpoint",
+                                     description="Checkpoint tools. convert: rewrite an older audiolab checkpoint "
+                                                 "with tensors and plain types only, for the safe loader.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    conv = sub.add_parser("convert", help="rewrite OLD.ckpt as NEW.ckpt with plain types (OLD is not modified)")
+    conv.add_argument("src", help="checkpoint written by an older audiolab")
+    conv.add_argument("dst", help="new checkpoint (written atomically)")
+    conv.add_argument("--trust", action="store_true",
+                      help="required: SRC is unpickled with weights_only=False (runs any code it names); "
+                           "use only for a file you wrote yourself")
+    args = parser.parse_args(argv)
+    try:
+        ckpt = convert_checkpoint(args.src, args.dst, trust=args.trust)
+    except (CheckpointError, FileNotFoundError) as err:
+        print(f"error: {err}")
+        return 2
+    step = ckpt.get("global_step")
+    print(f"wrote {args.dst} (step {step}); it loads with weights_only=True")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
