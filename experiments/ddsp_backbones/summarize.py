@@ -73,7 +73,10 @@ def plot(summaries: list[dict], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
+    backbones = [s["backbone"] for s in summaries]
+    key = "backbone" if len(set(backbones)) == len(backbones) else "run"  # runs of one backbone: label by run name
     for s in summaries:
+        s = dict(s, backbone=s[key])
         h = s["history"]
         steps = [x["step"] for x in h]
         axes[0].plot(steps, [x["spectral"] for x in h], label=s["backbone"])
@@ -104,10 +107,11 @@ def main() -> None:
         suffix = "_sweep"
     else:
         plot(summaries, args.out)
-        cols = ["backbone", "steps", "probe_start", "probe_best", "probe_best_step", "probe_final",
+        cols = ["run", "backbone", "steps", "probe_start", "probe_best", "probe_best_step", "probe_final",
                 "probe_whole_loudness_l1_db_best", "probe_whole_worst_block_l1_db_best", "harmonic_entropy_final",
                 "top_harmonic_concentration_final", "s_per_step", "wall_minutes", "test_spectral", "test_loudness_l1_db",
-                "test_whole_loudness_l1_db", "test_whole_worst_block_l1_db", "test_silent_loudness_db", "test_f0_l1_cents"]
+                "test_whole_loudness_l1_db", "test_whole_worst_block_l1_db", "test_silent_loudness_db", "test_f0_l1_cents",
+                "test_whole_f0_l1_cents"]
         suffix = ""
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for s in summaries:
