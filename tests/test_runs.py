@@ -210,6 +210,10 @@ def test_convert_refuses_without_trust(tmp_path):
         convert_checkpoint(bad, tmp_path / "new.ckpt")
     assert main(["convert", str(bad), str(tmp_path / "new.ckpt")]) == 2
     assert not marker.exists() and not (tmp_path / "new.ckpt").exists()
+    wav = tmp_path / "take1.wav"
+    sf.write(wav, np.zeros(1600, dtype=np.float32), 16000)
+    with pytest.raises(CheckpointError, match=r"take1\.wav.*could not be read"):
+        convert_checkpoint(wav, tmp_path / "new.ckpt", trust=True)
 
 
 def test_convert_makes_an_older_checkpoint_loadable(fast_run, tmp_path):
@@ -223,7 +227,8 @@ def test_convert_makes_an_older_checkpoint_loadable(fast_run, tmp_path):
     src = r.out / "checkpoints" / "last.ckpt"
     ckpt = read_checkpoint(src)
     old = dict(ckpt, hyper_parameters={"cfg": OmegaConf.create({"a": 1, "b": "${a}"})},
-               extra={"dir": Path("/tmp/x"), "score": np.float32(0.5), "arr": np.arange(3)})
+               extra={"dir": Path("/tmp/x"), "score": np.float32(0.5), "arr": np.arange(3),
+                      "list": OmegaConf.create([1, "x"])})
     torch.save(old, tmp_path / "old.ckpt")
     with pytest.raises(CheckpointError, match=r"old\.ckpt.*refuses.*convert"):
         read_checkpoint(tmp_path / "old.ckpt")
@@ -231,7 +236,7 @@ def test_convert_makes_an_older_checkpoint_loadable(fast_run, tmp_path):
     new = read_checkpoint(tmp_path / "new.ckpt")
     assert new["hyper_parameters"] == {"cfg": {"a": 1, "b": 1}}
     assert new["extra"]["dir"] == "/tmp/x" and new["extra"]["score"] == 0.5
-    assert torch.equal(new["extra"]["arr"], torch.arange(3))
+    assert torch.equal(new["extra"]["arr"], torch.arange(3)) and new["extra"]["list"] == [1, "x"]
     assert new["global_step"] == ckpt["global_step"] and new.keys() == old.keys()
     a, b = load_trained(src).module.state_dict(), load_trained(tmp_path / "new.ckpt").module.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

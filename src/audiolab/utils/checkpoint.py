@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from audiolab.callbacks.config_embed import CONFIG_KEY
+from audiolab.utils.config import plain
 
 log = logging.getLogger("audiolab")
 
@@ -274,7 +275,7 @@ def _plain(obj: Any, where: str) -> Any:
         return obj
     if OmegaConf.is_config(obj):
         try:  # interpolations resolved where they can be (a pickled node keeps its parent), kept as text otherwise
-            container = OmegaConf.to_container(obj, resolve=True)
+            container = plain(obj)
         except Exception:  # noqa: BLE001 - omegaconf raises several types for missing / unresolvable keys
             container = OmegaConf.to_container(obj, resolve=False)
         return _plain(container, where)
@@ -285,7 +286,7 @@ def _plain(obj: Any, where: str) -> Any:
         return tuple(items) if isinstance(obj, tuple) else items
     if isinstance(obj, Path):
         return str(obj)
-    if isinstance(obj, np.ndarray):
+    if isinstance(obj, np.ndarray) and obj.dtype != object:
         return torch.from_numpy(obj.copy())
     if isinstance(obj, np.generic):
         return obj.item()
@@ -311,7 +312,10 @@ def convert_checkpoint(src: str | Path, dst: str | Path, *, trust: bool = False)
                               "file names: pass trust=True (CLI: --trust) only for a checkpoint you wrote yourself")
     if src.resolve() == dst.resolve():
         raise CheckpointError(f"convert writes a new file: {str(dst)!r} is the source; pick another name")
-    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - a WAV, a text file, a truncated zip: one line naming the file
+        raise CheckpointError(f"checkpoint {str(src)!r} could not be read ({type(err).__name__}: {err})") from err
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {str(src)!r} holds a {type(ckpt).__name__}, not a checkpoint dict")
     plain = _plain(ckpt, "checkpoint")
@@ -323,6 +327,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, *, trust: bool = False)
 def main(argv: list[str] | None = None) -> int:
     """``python -m audiolab.utils.checkpoint convert OLD.ckpt NEW.ckpt --trust`` (see :func:`convert_checkpoint`)."""
     import argparse
+    import sys
 
     parser = argparse.ArgumentParser(prog="python -m audiolab.utils.checkpoint",
                                      description="Checkpoint tools. convert: rewrite an older audiolab checkpoint "
@@ -338,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ckpt = convert_checkpoint(args.src, args.dst, trust=args.trust)
     except (CheckpointError, FileNotFoundError) as err:
-        print(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
         return 2
     step = ckpt.get("global_step")
     print(f"wrote {args.dst} (step {step}); it loads with weights_only=True")

@@ -68,8 +68,8 @@ def instantiate_group(group: DictConfig | None, **extra: Any) -> dict[str, Any]:
 
 
 def plain(x: Any) -> Any:
-    """A DictConfig section as plain, resolved Python containers; anything else unchanged."""
-    return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
+    """A DictConfig / ListConfig section as plain, resolved Python containers; anything else unchanged."""
+    return OmegaConf.to_container(x, resolve=True) if OmegaConf.is_config(x) else x
 
 
 def to_container(cfg: DictConfig) -> dict:

@@ -67,6 +67,7 @@ from audiolab.data.crops import EpochSampler, _AudioStore, prepare_audio_cache
 from audiolab.data.module import CachedSplitDataModule, check_hparams, split_fraction_checks
 from audiolab.data.splits import split_sources
 from audiolab.models.tse.simulate import RIRBank, colored_noise, describe, rms_db, scale_to_db, speed_perturb
+from audiolab.utils.config import plain
 
 __all__ = ["TSEDataModule", "MixtureSimulator", "SpeakerIndex", "collate_queries", "split_speakers", "MANIFEST_VERSION"]
 
@@ -104,17 +105,6 @@ def _merge(base: dict[str, Any], over: dict[str, Any] | None) -> dict[str, Any]:
         else:
             out[k] = v
     return out
-
-
-def _plain(x: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(x, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(x, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return x
 
 
 def _uniform(rng: np.random.Generator, lo_hi: Sequence[float]) -> float:
@@ -476,7 +466,7 @@ class TSEDataModule(CachedSplitDataModule):
         storage_dtype: str = "float16",
     ) -> None:
         super().__init__()
-        simulation = _plain(simulation)  # hyper-parameters go into checkpoints: plain types only (weights_only load)
+        simulation = plain(simulation)  # hyper-parameters go into checkpoints: plain types only (weights_only load)
         self.save_hyperparameters()
         check_hparams([("data.sample_rate", sample_rate, int(sample_rate) > 0, "a positive integer (Hz)"),
                        ("data.crop_seconds", crop_seconds, crop_seconds > 0, "> 0"),
