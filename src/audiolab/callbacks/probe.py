@@ -126,7 +126,7 @@ class ProbeCallback(Callback):
         if better:
             self.best_value, self.best_step = value, step
             if self.save_checkpoint and self.best_path is not None:
-                trainer.save_checkpoint(self.best_path)  # every rank calls it; only rank 0 writes
+                trainer.save_checkpoint(self.best_path, weights_only=False)  # full state; every rank calls it, rank 0 writes
         if trainer.is_global_zero:
             self.write_summary()
 
