@@ -150,6 +150,20 @@ def test_manifests_are_reproducible(tse_corpus, tmp_path):
     assert json.dumps(a.train_set.recipe(7)) != json.dumps(a.train_set.recipe(57))  # epoch 1, index 7
 
 
+def test_fixed_dataloader_scores_any_split_and_test_is_the_test_set(tse_corpus, tmp_path):
+    dm = _dm(tse_corpus, tmp_path)
+    seen = [b for b in dm.fixed_dataloader("train", n=4)]
+    speakers = ({s for b in seen for s in b["speaker"]} | {s for b in seen for s in b["enroll_speaker"]}) - {""}
+    assert speakers and speakers <= set(dm.splits["train"])  # training voices only ("": a target-absent row)
+    assert sum(int(b["mixture"].shape[0]) for b in seen) == 4 * 3
+    again = next(iter(dm.fixed_dataloader("train", n=4)))  # seeded: the same mixtures on every call
+    assert torch.equal(again["mixture"], seen[0]["mixture"])
+    ours, theirs = next(iter(dm.fixed_dataloader("test"))), next(iter(dm.test_dataloader()))
+    assert torch.equal(ours["mixture"], theirs["mixture"]) and ours["speaker"] == theirs["speaker"]
+    with pytest.raises(ValueError, match="split must be one of"):
+        dm.fixed_dataloader("dev")
+
+
 def test_noise_reverb_speed_and_interferers_render(tse_corpus, tmp_path):
     pytest.importorskip("pyroomacoustics")
     dm = _dm(tse_corpus, tmp_path, interferers=[1, 1], speed={"prob": 1.0},

@@ -595,6 +595,22 @@ class TSEDataModule(CachedSplitDataModule):
         return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, shuffle=False, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, collate_fn=collate_queries, drop_last=False)
 
+    def fixed_dataloader(self, split: str, n: int | None = None) -> DataLoader:
+        """Seeded fixed mixtures of any split's speakers, built like the val / test sets (every row kind, both
+        controls, a manifest under ``<cache>/tse_manifests``). ``train`` gives new mixtures of the voices the model
+        was trained on: against ``test`` it measures the seen / unseen speaker gap (``ladder --split train``)."""
+        if split not in _SPLIT_ID:
+            raise ValueError(f"split must be one of {sorted(_SPLIT_ID)}, got {split!r}")
+        if self._index is None:
+            self.setup("test")
+        hp = self.hparams
+        n = int(n if n is not None else (hp.val_mixtures if split == "val" else hp.test_mixtures))
+        if n < 1:
+            raise ValueError(f"fixed_dataloader needs n >= 1 mixtures, got {n}")
+        sim = MixtureSimulator(self._index, self._store, self.splits[split], self.sim_cfg, self.n_samples,
+                               self.n_enroll, self._rirs(split), split)
+        return self._loader(_FixedMixtures(sim, self.manifest(split, sim, n)))
+
     def probe_batch(self, n: int = 4) -> dict[str, Any]:
         """The first ``ceil(n / 3)`` validation mixtures, all three rows each (TP, enrollment swap, TA)."""
         if self.val_set is None:

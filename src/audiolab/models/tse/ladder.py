@@ -2,13 +2,15 @@
 
     python -m audiolab.models.tse.ladder --ckpt RUN_OR_CKPT \\
         --rungs tse_tfgridnet,tse_ladder_noise,tse_ladder_reverb,tse_ladder_interferers,tse_hifi48k \\
-        [--out experiments/tse_ladder/ladder_<name>.json] [--mixtures 200] [--full]
+        [--out experiments/tse_ladder/ladder_<name>.json] [--mixtures 200] [--full] [--split test|val|train]
 
 For every rung the test split is built from the rung's experiment config (``conf/experiment/<rung>.yaml``: same
 held-out speakers, seeded recipes), the mixture and enrollment of every row are resampled to the model's rate when
 the rung's rate differs (a 16 kHz model on the 48 kHz rung), the estimate is resampled back, and the rows are
 scored by :class:`~audiolab.models.tse.metrics.TSEScores` at the rung's rate: SI-SDRi (mean / median / % < 0) on
 target-present rows, SDRi, PESQ-WB and STOI with their mixture rows (``--full``), TA suppression and both controls.
+``--split train`` scores seeded new mixtures of the training voices instead (the seen / unseen speaker gap); the
+result goes under ``rungs[<rung>@train]``.
 """
 
 from __future__ import annotations
@@ -50,12 +52,12 @@ def rung_datamodule(rung: str, overrides: list[str] | None = None):
 
 @torch.no_grad()
 def score_rung(net: torch.nn.Module, model_rate: int, dm, full: bool, max_mixtures: int | None = None,
-               progress: bool = True) -> dict[str, Any]:
+               progress: bool = True, split: str = "test") -> dict[str, Any]:
     from audiolab.models.tse.metrics import TSEScores
 
     rate = int(dm.sample_rate)
     scores = TSEScores(rate, full=full)
-    loader = dm.test_dataloader()
+    loader = dm.test_dataloader() if split == "test" else dm.fixed_dataloader(split)
     n_done = 0
     t0 = time.perf_counter()
     for batch in loader:
@@ -83,6 +85,7 @@ def score_rung(net: torch.nn.Module, model_rate: int, dm, full: bool, max_mixtur
     out["mixtures"] = n_done
     out["rate"] = rate
     out["model_rate"] = model_rate
+    out["split"] = split
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -97,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mixtures", type=int, default=None, help="score the first N test mixtures of each rung")
     p.add_argument("--full", action="store_true", help="also SDR, PESQ-WB and STOI (slower)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--split", default="test", choices=["test", "val", "train"],
+                   help="speakers to score: held-out test voices (default), validation voices, or training voices")
     p.add_argument("--out", required=True)
     p.add_argument("--override", action="append", default=[], help="extra Hydra override for every rung's data")
     a = p.parse_args(argv)
@@ -109,10 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     for rung in [r.strip() for r in a.rungs.split(",") if r.strip()]:
         print(f"[ladder] {rung}", file=sys.stderr, flush=True)
         dm, _ = rung_datamodule(rung, a.override)
-        result["rungs"][rung] = score_rung(net, model_rate, dm, a.full, a.mixtures)
+        key = rung if a.split == "test" else f"{rung}@{a.split}"
+        result["rungs"][key] = score_rung(net, model_rate, dm, a.full, a.mixtures, split=a.split)
         atomic_write_json(out, result)  # after every rung: an interrupted run keeps what it measured
-        r = result["rungs"][rung]
-        print(f"[ladder] {rung}: SI-SDRi {r['si_sdri']:.2f} dB (median {r['si_sdri_median']:.2f}, "
+        r = result["rungs"][key]
+        print(f"[ladder] {key}: SI-SDRi {r['si_sdri']:.2f} dB (median {r['si_sdri_median']:.2f}, "
               f"{r['si_sdri_pct_below_0']:.1f} % < 0), TA suppression {r['ta_suppression_db']:.1f} dB", file=sys.stderr)
     return 0
 
