@@ -265,7 +265,7 @@ def load_trained(source: str | Path, *, family: str | None = None, submodule: st
 
 
 # ------------------------------------------------------------------------------------------------ conversion
-def _plain(obj: Any, where: str) -> Any:
+def _to_plain(obj: Any, where: str) -> Any:
     """``obj`` with OmegaConf containers, dict / list subclasses, paths and numpy values turned into what
     ``weights_only=True`` reads (tensors, plain Python types); anything else is a :class:`CheckpointError` naming the
     key path (``where``)."""
@@ -278,11 +278,11 @@ def _plain(obj: Any, where: str) -> Any:
             container = plain(obj)
         except Exception:  # noqa: BLE001 - omegaconf raises several types for missing / unresolvable keys
             container = OmegaConf.to_container(obj, resolve=False)
-        return _plain(container, where)
+        return _to_plain(container, where)
     if isinstance(obj, dict):
-        return {_plain(k, f"{where} key {k!r}"): _plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
+        return {_to_plain(k, f"{where} key {k!r}"): _to_plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        items = [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        items = [_to_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
         return tuple(items) if isinstance(obj, tuple) else items
     if isinstance(obj, Path):
         return str(obj)
@@ -318,9 +318,9 @@ def convert_checkpoint(src: str | Path, dst: str | Path, *, trust: bool = False)
         raise CheckpointError(f"checkpoint {str(src)!r} could not be read ({type(err).__name__}: {err})") from err
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {str(src)!r} holds a {type(ckpt).__name__}, not a checkpoint dict")
-    plain = _plain(ckpt, "checkpoint")
+    converted = _to_plain(ckpt, "checkpoint")
     with atomic_path(dst, suffix=".ckpt") as tmp:
-        torch.save(plain, tmp)
+        torch.save(converted, tmp)
     return read_checkpoint(dst)
 
 
